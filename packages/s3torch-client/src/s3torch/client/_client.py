@@ -1,0 +1,210 @@
+"""``S3Client``: the entry point of the transport (upstream: ``s3torchconnector._s3client.S3Client``)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ._config import S3ClientConfig
+from ._get_stream import GetObjectStream
+from ._list import ListObjectStream, storage_class, timestamp
+from ._put_stream import PutObjectStream
+from ._transport import Transport, get_transport
+from ._types import HeadObjectResult, ObjectInfo, RestoreStatus
+from ._user_agent import UserAgent
+from ._writer import S3Writer
+
+if TYPE_CHECKING:
+    from s3torch.readers import S3Reader
+
+logger = logging.getLogger(__name__)
+
+
+def _check_names(bucket: str, key: str | None = None) -> None:
+    if not isinstance(bucket, str) or not bucket:
+        raise ValueError("Bucket should be specified")
+    if key is not None and (not isinstance(key, str) or not key):
+        raise ValueError(f"Key should be specified (bucket {bucket!r})")
+
+
+def _restore_status(header: str | None) -> RestoreStatus | None:
+    # x-amz-restore: ongoing-request="false", expiry-date="Fri, 21 Dec 2012 00:00:00 GMT"
+    if not header:
+        return None
+    from email.utils import parsedate_to_datetime
+
+    in_progress = 'ongoing-request="true"' in header
+    expiry = None
+    marker = 'expiry-date="'
+    if marker in header:
+        expiry = timestamp(parsedate_to_datetime(header.split(marker, 1)[1].split('"', 1)[0]))
+    return RestoreStatus(in_progress, expiry)
+
+
+class S3Client:
+    """A client for one region (and optionally one endpoint) with one configuration.
+
+    Cheap to build and to pickle: the connections, botocore client and thread pool behind it
+    are made on first use, shared by every ``S3Client`` of the same settings in the process,
+    and made anew in a forked child.
+
+    Args:
+        region: The region of the buckets.
+        endpoint: An S3-compatible endpoint URL (for example ``http://127.0.0.1:9000``); without
+            it botocore's resolution applies, ``AWS_ENDPOINT_URL_S3`` included.
+        user_agent: Comments to add to the User-Agent.
+        s3client_config: Transport settings; ``S3ClientConfig()`` when omitted.
+    """
+
+    def __init__(
+        self,
+        region: str,
+        *,
+        endpoint: str | None = None,
+        user_agent: UserAgent | None = None,
+        s3client_config: S3ClientConfig | None = None,
+    ) -> None:
+        if not isinstance(region, str) or not region:
+            raise ValueError("region should be specified, for example 'us-east-1'")
+        self._region = region
+        self._endpoint = endpoint or None
+        self._user_agent = user_agent or UserAgent()
+        self._config = s3client_config or S3ClientConfig()
+        self._user_agent_prefix = self._user_agent.prefix
+        self._cached: Transport | None = None
+
+    @property
+    def region(self) -> str:
+        return self._region
+
+    @property
+    def endpoint(self) -> str | None:
+        return self._endpoint
+
+    @property
+    def s3client_config(self) -> S3ClientConfig:
+        return self._config
+
+    @property
+    def user_agent_prefix(self) -> str:
+        return self._user_agent_prefix
+
+    @property
+    def _transport(self) -> Transport:
+        # get_transport checks the PID, so a forked child never uses its parent's connections.
+        transport = get_transport(self._region, self._endpoint, self._config, self._user_agent_prefix)
+        self._cached = transport
+        return transport
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            "region": self._region,
+            "endpoint": self._endpoint,
+            "user_agent": self._user_agent,
+            "config": self._config,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(  # type: ignore[misc]
+            state["region"],
+            endpoint=state["endpoint"],
+            user_agent=state["user_agent"],
+            s3client_config=state["config"],
+        )
+
+    # ---- objects ------------------------------------------------------------------------
+    def get_object(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        object_info: ObjectInfo | HeadObjectResult | None = None,
+        reader_constructor: Callable[..., S3Reader] | None = None,
+    ) -> S3Reader:
+        """A reader of ``s3://bucket/key``, built by ``reader_constructor`` (the sequential reader
+        of s3torch-readers by default). With ``object_info`` (from a listing) the reader never
+        needs a HEAD; without it, a HEAD is sent only if the reader needs the size first."""
+        logger.debug("GetObject s3://%s/%s, object_info is None=%s", bucket, key, object_info is None)
+        _check_names(bucket, key)
+        try:
+            from s3torch.readers import S3ReaderConstructor
+        except ImportError as error:
+            raise ImportError(
+                "S3Client.get_object returns an S3Reader from the s3torch-readers distribution, which is"
+                " not installed: pip install s3torch-readers"
+            ) from error
+        constructor = reader_constructor or S3ReaderConstructor.default()
+
+        def get_object_info() -> ObjectInfo | HeadObjectResult:
+            return object_info if object_info is not None else self.head_object(bucket, key)
+
+        def get_stream(start: int | None = None, end: int | None = None) -> GetObjectStream:
+            return self.get_object_stream(bucket, key, start, end)
+
+        reader: S3Reader = constructor(bucket=bucket, key=key, get_object_info=get_object_info, get_stream=get_stream)
+        return reader
+
+    def get_object_stream(
+        self, bucket: str, key: str, start: int | None = None, end: int | None = None, *, etag: str | None = None
+    ) -> GetObjectStream:
+        """The raw stream of bytes ``[start, end)`` of ``s3://bucket/key`` (``end`` exclusive,
+        ``None`` for the end of the object). Nothing is sent until the first read. With ``etag``,
+        every request is pinned to that version of the object."""
+        _check_names(bucket, key)
+        return GetObjectStream(self._transport, bucket, key, start, end, etag=etag)
+
+    def put_object(self, bucket: str, key: str, storage_class: str | None = None) -> S3Writer:
+        """A writer that uploads ``s3://bucket/key``; the object exists once the writer closes."""
+        logger.debug("PutObject s3://%s/%s", bucket, key)
+        _check_names(bucket, key)
+        return S3Writer(PutObjectStream(self._transport, bucket, key, storage_class))
+
+    def head_object(self, bucket: str, key: str) -> HeadObjectResult:
+        logger.debug("HeadObject s3://%s/%s", bucket, key)
+        _check_names(bucket, key)
+        transport = self._transport
+        result = transport.call(
+            "HeadObject", bucket, key, "head_object", Bucket=bucket, Key=key, **transport.request_payer
+        )
+        return HeadObjectResult(
+            etag=result.get("ETag", ""),
+            size=result.get("ContentLength", 0),
+            last_modified=timestamp(result.get("LastModified")),
+            storage_class=storage_class(result.get("StorageClass")),
+            restore_status=_restore_status(result.get("Restore")),
+        )
+
+    def delete_object(self, bucket: str, key: str) -> None:
+        """Delete ``s3://bucket/key``; a key that does not exist is not an error."""
+        logger.debug("DeleteObject s3://%s/%s", bucket, key)
+        _check_names(bucket, key)
+        transport = self._transport
+        transport.call("DeleteObject", bucket, key, "delete_object", Bucket=bucket, Key=key, **transport.request_payer)
+
+    def copy_object(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> None:
+        """Copy an object inside S3 (server side; sources up to 5 GiB)."""
+        logger.debug("CopyObject s3://%s/%s to s3://%s/%s", src_bucket, src_key, dst_bucket, dst_key)
+        _check_names(src_bucket, src_key)
+        _check_names(dst_bucket, dst_key)
+        transport = self._transport
+        transport.call(
+            "CopyObject",
+            src_bucket,
+            src_key,
+            "copy_object",
+            Bucket=dst_bucket,
+            Key=dst_key,
+            CopySource={"Bucket": src_bucket, "Key": src_key},
+            **transport.request_payer,
+        )
+
+    def list_objects(
+        self, bucket: str, prefix: str = "", delimiter: str = "", max_keys: int = 1000
+    ) -> ListObjectStream:
+        """A lazy listing of ``s3://bucket/prefix``: an iterator of pages (``ListObjectResult``)."""
+        logger.debug("ListObjects s3://%s/%s", bucket, prefix)
+        _check_names(bucket)
+        if not isinstance(max_keys, int) or not 1 <= max_keys <= 1000:
+            raise ValueError(f"max_keys must be an int from 1 to 1000, got {max_keys!r}")
+        return ListObjectStream(self, bucket, prefix, delimiter, max_keys)

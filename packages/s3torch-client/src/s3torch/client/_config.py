@@ -1,0 +1,80 @@
+"""Configuration of the S3 transport (upstream: ``s3torchconnector.S3ClientConfig``)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ._exceptions import S3ClientConfigError
+
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+MIN_PART_SIZE = 5 * MIB
+MAX_PART_SIZE = 5 * GIB
+
+#: What one connection to S3 delivers, roughly (about 100 MB/s on real S3). Used only to
+#: turn ``throughput_target_gbps`` into a number of concurrent part requests.
+_ASSUMED_BYTES_PER_CONNECTION = 100_000_000
+_MAX_CONCURRENCY = 64
+
+
+@dataclass(frozen=True)
+class S3ClientConfig:
+    """Parameters of the S3 client, with the upstream's fields and defaults.
+
+    Args:
+        throughput_target_gbps: Throughput the client aims for, in gigabits per second. It sets
+            how many part requests one stream or upload keeps in flight (see ``concurrency``).
+        part_size: Size in bytes of the parts of multipart uploads and of the ranged GETs a
+            stream fetches in parallel. Between 5 MiB and 5 GiB.
+        unsigned: Send requests without signing them (public buckets).
+        force_path_style: Address buckets as ``endpoint/bucket/key`` instead of
+            ``bucket.endpoint/key`` (most S3-compatible stores want this).
+        max_attempts: Attempts per request, first try included; at least 1.
+        profile: Named profile of the shared AWS configuration files to take credentials from.
+        requester_pays: Send ``x-amz-request-payer: requester`` on every request.
+        connect_timeout: Seconds to wait for a TCP/TLS connection (s3torch addition).
+        read_timeout: Seconds a socket read may stall before the request is retried
+            (s3torch addition).
+    """
+
+    throughput_target_gbps: float = 10.0
+    part_size: int = 8 * MIB
+    unsigned: bool = False
+    force_path_style: bool = False
+    max_attempts: int = 10
+    profile: str | None = None
+    requester_pays: bool = False
+    connect_timeout: float = field(default=10.0, kw_only=True)
+    read_timeout: float = field(default=60.0, kw_only=True)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.part_size, int) or isinstance(self.part_size, bool):
+            raise TypeError(f"part_size must be an int, got {type(self.part_size).__name__}")
+        if not MIN_PART_SIZE <= self.part_size <= MAX_PART_SIZE:
+            raise S3ClientConfigError(
+                f"invalid configuration: part size must be at between 5MiB and 5GiB (part_size={self.part_size})"
+            )
+        if not isinstance(self.max_attempts, int) or isinstance(self.max_attempts, bool):
+            raise TypeError(f"max_attempts must be an int, got {type(self.max_attempts).__name__}")
+        if self.max_attempts < 1:
+            raise S3ClientConfigError(f"max_attempts must be at least 1 (max_attempts={self.max_attempts})")
+        if not self.throughput_target_gbps > 0:
+            raise S3ClientConfigError(
+                f"throughput_target_gbps must be positive (throughput_target_gbps={self.throughput_target_gbps})"
+            )
+        for name in ("connect_timeout", "read_timeout"):
+            if not getattr(self, name) > 0:
+                raise S3ClientConfigError(f"{name} must be positive ({name}={getattr(self, name)})")
+        if self.requester_pays and self.unsigned:
+            raise S3ClientConfigError(
+                "requester_pays cannot be used together with unsigned: Requester Pays buckets need"
+                " authenticated requests, see"
+                " https://docs.aws.amazon.com/AmazonS3/latest/userguide/RequesterPaysBuckets.html"
+            )
+
+    @property
+    def concurrency(self) -> int:
+        """Part requests one stream or upload keeps in flight, derived from the throughput target."""
+        wanted = self.throughput_target_gbps * 1e9 / 8 / _ASSUMED_BYTES_PER_CONNECTION
+        return max(2, min(_MAX_CONCURRENCY, math.ceil(wanted)))

@@ -1,0 +1,129 @@
+"""The one public error family of s3torch, rooted in the upstream-compatible ``S3Exception``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# The texts upstream users match on, keyed by S3 error code. They stay the start of our
+# messages; what follows names the object and the request.
+_UPSTREAM_TEXTS = {
+    "NoSuchKey": "Service error: The key does not exist",
+    "NoSuchBucket": "Service error: The bucket does not exist",
+}
+_NOT_FOUND_TEXT = "Service error: The object was not found"
+
+
+class S3Exception(Exception):
+    """An error from S3 or from the transport in front of it.
+
+    ``str(e)`` starts with the upstream's text (for example
+    ``"Service error: The key does not exist"``) and names the bucket and key. The attributes
+    carry what a program needs to decide: ``bucket``, ``key``, ``code`` (the S3 error code, such
+    as ``NoSuchKey`` or ``SlowDown``), ``request_id`` and ``status`` (the HTTP status), each
+    ``None`` when unknown. Instances pickle with all of them.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        bucket: str | None = None,
+        key: str | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.bucket = bucket
+        self.key = key
+        self.code = code
+        self.request_id = request_id
+        self.status = status
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            _rebuild,
+            (type(self), self.args, self.bucket, self.key, self.code, self.request_id, self.status),
+        )
+
+
+def _rebuild(
+    cls: type[S3Exception],
+    args: tuple[Any, ...],
+    bucket: str | None,
+    key: str | None,
+    code: str | None,
+    request_id: str | None,
+    status: int | None,
+) -> S3Exception:
+    error = cls(*args, bucket=bucket, key=key, code=code, request_id=request_id, status=status)
+    return error
+
+
+class S3ClientConfigError(S3Exception, ValueError):
+    """An invalid ``S3ClientConfig`` or client argument (also a ``ValueError``)."""
+
+
+class ObjectChangedError(S3Exception):
+    """The object was replaced while it was being read; the bytes already read are stale."""
+
+
+def describe(bucket: str | None, key: str | None) -> str:
+    if bucket is None:
+        return ""
+    return f"s3://{bucket}/{key}" if key else f"s3://{bucket}"
+
+
+def service_error(
+    *,
+    operation: str,
+    bucket: str | None,
+    key: str | None,
+    code: str | None,
+    message: str | None,
+    request_id: str | None,
+    status: int | None,
+) -> S3Exception:
+    """Build the exception for an error response, keeping the upstream text where there is one."""
+    if status == 404 and operation in ("HeadObject", "CopyObject"):
+        # HEAD has no body to carry a code, and upstream reports both cases with this text.
+        text = _NOT_FOUND_TEXT
+    elif code in _UPSTREAM_TEXTS:
+        text = _UPSTREAM_TEXTS[code]
+    elif code == "PreconditionFailed":
+        return ObjectChangedError(
+            f"Service error: The object changed while it was being read ({operation} {describe(bucket, key)},"
+            f" request id {request_id}): read it again",
+            bucket=bucket,
+            key=key,
+            code=code,
+            request_id=request_id,
+            status=status,
+        )
+    else:
+        detail = message or "no message"
+        text = f"Service error: {code or f'HTTP {status}'}: {detail}"
+    details = ", ".join(
+        part
+        for part in (
+            f"{operation} {describe(bucket, key)}".strip(),
+            f"code {code}" if code else "",
+            f"status {status}" if status else "",
+            f"request id {request_id}" if request_id else "",
+        )
+        if part
+    )
+    return S3Exception(
+        f"{text} ({details})",
+        bucket=bucket,
+        key=key,
+        code=code,
+        request_id=request_id,
+        status=status,
+    )
+
+
+def client_error(message: str, *, operation: str, bucket: str | None, key: str | None) -> S3Exception:
+    """An error that happened on our side of the wire (network, credentials, endpoint)."""
+    where = f"{operation} {describe(bucket, key)}".strip()
+    return S3Exception(f"Client error: {message} ({where})", bucket=bucket, key=key)

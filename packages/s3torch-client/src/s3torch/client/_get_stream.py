@@ -1,0 +1,333 @@
+"""``GetObjectStream``: the bytes ``[start, end)`` of one object, in order, fetched adaptively.
+
+The first request asks for one part. What it shows decides the rest:
+
+* a fast connection (little first-byte latency, high rate): the remainder is one more GET,
+  read straight from the socket into the consumer's memory. Against a fast store a single
+  stream is what reaches line rate at the least CPU;
+* a slow connection (first-byte latency of milliseconds, or a per-connection cap, as on real
+  S3): the remainder is fetched as ``part_size`` ranged GETs, a bounded window of them in
+  flight on the transport's thread pool, each read with ``readinto`` into its own buffer.
+
+Every request after the first carries ``If-Match`` with the first response's ETag, so an object
+replaced mid-read raises ``ObjectChangedError`` instead of mixing versions. A connection lost
+mid-body is resumed from the last byte received, up to ``max_attempts`` times without progress.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from concurrent.futures import Future
+from typing import Any
+
+from ._exceptions import S3Exception, client_error
+from ._transport import BODY_ERRORS, RawResponse, Transport, backoff, discard
+
+logger = logging.getLogger(__name__)
+
+#: First-byte latency above which parts are fetched in parallel straight away.
+LATENCY_THRESHOLD_SECONDS = 0.005
+
+
+def _parse_content_range(value: str | None) -> tuple[int | None, int | None, int | None]:
+    """``bytes a-b/total`` -> (a, b + 1, total); ``bytes */total`` -> (None, None, total)."""
+    if not value or not value.startswith("bytes "):
+        return None, None, None
+    span, _, total = value[6:].partition("/")
+    size = int(total) if total.isdigit() else None
+    if span == "*":
+        return None, None, size
+    first, _, last = span.partition("-")
+    return int(first), int(last) + 1, size
+
+
+class _Body:
+    """An open response body covering ``[position, end)``; resumes itself when cut."""
+
+    __slots__ = ("_fp", "_response", "_stream", "end", "position")
+
+    def __init__(self, stream: GetObjectStream, response: RawResponse, start: int, end: int) -> None:
+        self._stream = stream
+        self._response = response
+        self._fp = response.body._fp  # http.client.HTTPResponse: readinto goes socket -> our memory
+        self.position = start
+        self.end = end
+
+    def readinto(self, view: memoryview) -> int:
+        """Read up to ``len(view)`` bytes (fewer only at this body's end); 0 at its end."""
+        wanted = min(len(view), self.end - self.position)
+        if wanted <= 0:
+            self.release()
+            return 0
+        failures = 0
+        filled = 0
+        while filled < wanted:
+            try:
+                count = self._fp.readinto(view[filled:wanted])
+            except BODY_ERRORS as error:
+                count, cause = 0, error
+            else:
+                cause = None
+            if count:
+                filled += count
+                self.position += count
+                failures = 0
+                continue
+            failures += 1
+            self._resume(failures, cause)
+        if self.position == self.end:
+            self.release()
+        return filled
+
+    def _resume(self, failures: int, cause: BaseException | None) -> None:
+        stream = self._stream
+        discard(self._response.body)
+        if failures >= stream._max_attempts:
+            raise client_error(
+                f"connection lost at byte {self.position} and not resumed after {failures} attempts: {cause}",
+                operation="GetObject",
+                bucket=stream.bucket,
+                key=stream.key,
+            ) from cause
+        logger.debug("GetObject s3://%s/%s resumed at byte %d: %s", stream.bucket, stream.key, self.position, cause)
+        backoff(failures)
+        response = stream._request(self.position, self.end)
+        if response.status != 206 or _parse_content_range(response.headers.get("Content-Range"))[0] != self.position:
+            discard(response.body)
+            raise S3Exception(
+                f"Client error: the resumed GET of s3://{stream.bucket}/{stream.key} at byte {self.position}"
+                f" got status {response.status}, not the range asked for",
+                bucket=stream.bucket,
+                key=stream.key,
+                status=response.status,
+            )
+        self._response = response
+        self._fp = response.body._fp
+
+    def release(self) -> None:
+        """Give the connection back to the pool (the body was read to its end)."""
+        body = self._response.body
+        if body is not None:
+            body.release_conn()
+
+    def abandon(self) -> None:
+        discard(self._response.body)
+
+
+class GetObjectStream:
+    """The bytes ``[start, end)`` of ``s3://bucket/key`` (``end`` exclusive; ``None``: to the end).
+
+    Iterate it for chunks (``memoryview`` objects the consumer may keep), or call ``readinto``
+    to have the bytes land directly in your buffer. ``tell()`` is the offset consumed so far
+    (it starts at ``start``); ``size`` and ``etag`` are known after the first response. A stream
+    is read once; ``close()`` drops what is in flight.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        bucket: str,
+        key: str,
+        start: int | None = None,
+        end: int | None = None,
+        *,
+        etag: str | None = None,
+    ) -> None:
+        if start is not None and start < 0:
+            raise ValueError(f"start must be non-negative, got {start} for s3://{bucket}/{key}")
+        if end is not None and end < 0:
+            raise ValueError(f"end must be non-negative, got {end} for s3://{bucket}/{key}")
+        self.bucket = bucket
+        self.key = key
+        self._transport = transport
+        self._part_size = transport.config.part_size
+        self._window = transport.concurrency
+        self._max_attempts = transport.config.max_attempts
+        self._position = start or 0
+        self._end = end
+        self._limit: int | None = None  # end of what this stream returns, once the size is known
+        self._requested = self._position  # everything below is requested already
+        self.size: int | None = None
+        self.etag = etag
+        self._body: _Body | None = None
+        self._first_request_at = 0.0
+        self._first_part_bytes = 0
+        self._parallel = False
+        self._parts: deque[Future[memoryview]] = deque()
+        self._leftover: memoryview | None = None
+        self._started = False
+        self._closed = False
+
+    # ---- requests ---------------------------------------------------------------------
+    def _request(self, start: int, end: int | None) -> RawResponse:
+        return self._transport.get_range(self.bucket, self.key, start, end, self.etag)
+
+    def _first(self) -> None:
+        self._started = True
+        start = self._position
+        end = start + self._part_size
+        if self._end is not None:
+            end = min(end, self._end)
+            if end <= start:
+                self._limit = start
+                return
+        self._first_request_at = time.perf_counter()
+        response = self._request(start, end)
+        first_byte_latency = time.perf_counter() - self._first_request_at
+        self.etag = self.etag or response.headers.get("ETag")
+        if response.status == 416:  # the start is at or past the end of the object
+            self.size = _parse_content_range(response.headers.get("Content-Range"))[2]
+            if self.size is None and start == 0:
+                self.size = 0
+            if response.body is not None:
+                discard(response.body)
+            self._limit = start
+            return
+        if response.status == 206:
+            first, body_end, self.size = _parse_content_range(response.headers.get("Content-Range"))
+            if first != start or body_end is None:
+                discard(response.body)
+                raise S3Exception(
+                    f"Client error: GetObject s3://{self.bucket}/{self.key} returned range"
+                    f" {response.headers.get('Content-Range')!r} for bytes {start}-{end - 1}",
+                    bucket=self.bucket,
+                    key=self.key,
+                )
+        else:  # 200: a store that ignores Range sends the whole object
+            self.size = int(response.headers.get("Content-Length", 0))
+            body_end = self.size
+            if start > 0:
+                discard(response.body)
+                raise S3Exception(
+                    f"Client error: the server ignored the Range header of a GET of s3://{self.bucket}/{self.key}",
+                    bucket=self.bucket,
+                    key=self.key,
+                )
+        total = self.size if self.size is not None else body_end
+        self._limit = total if self._end is None else min(self._end, total)
+        self._body = _Body(self, response, start, body_end)
+        self._requested = body_end
+        self._first_part_bytes = body_end - start
+        if self._requested < self._limit and first_byte_latency >= LATENCY_THRESHOLD_SECONDS:
+            self._go_parallel()
+
+    def _go_parallel(self) -> None:
+        self._parallel = True
+        while len(self._parts) < self._window and self._requested < (self._limit or 0):
+            self._schedule_part()
+
+    def _schedule_part(self) -> None:
+        assert self._limit is not None
+        start = self._requested
+        end = min(start + self._part_size, self._limit)
+        self._requested = end
+        self._parts.append(self._transport.executor.submit(self._fetch_part, start, end))
+
+    def _fetch_part(self, start: int, end: int) -> memoryview:
+        buffer = memoryview(bytearray(end - start))
+        body = _Body(self, self._request(start, end), start, end)
+        try:
+            body.readinto(buffer)
+        except BaseException:
+            body.abandon()
+            raise
+        return buffer
+
+    def _next_source(self) -> bool:
+        """Make the next bytes available; False at the end of the stream."""
+        assert self._limit is not None
+        if self._parts:
+            part = self._parts.popleft()
+            self._leftover = part.result()
+            if self._requested < self._limit:
+                self._schedule_part()
+            return True
+        if self._requested >= self._limit:
+            return False
+        if not self._parallel:
+            # The first part has been consumed: judge the connection by its rate.
+            elapsed = time.perf_counter() - self._first_request_at
+            rate = self._first_part_bytes / max(elapsed, 1e-9)
+            if rate < self._transport.config.throughput_target_gbps * 1e9 / 8 / 2:
+                self._go_parallel()
+                return self._next_source()
+        start = self._requested
+        self._body = _Body(self, self._request(start, self._limit), start, self._limit)
+        self._requested = self._limit
+        return True
+
+    # ---- consumer API -----------------------------------------------------------------
+    def readinto(self, buffer: Any) -> int:
+        """Fill ``buffer`` with the next bytes; fewer than ``len(buffer)`` only at the end."""
+        view = memoryview(buffer).cast("B")
+        if self._closed:
+            raise ValueError(f"read from a closed stream of s3://{self.bucket}/{self.key}")
+        if not self._started:
+            self._first()
+        filled = 0
+        wanted = len(view)
+        while filled < wanted:
+            if self._leftover is not None:
+                count = min(wanted - filled, len(self._leftover))
+                view[filled : filled + count] = self._leftover[:count]
+                self._leftover = self._leftover[count:] if count < len(self._leftover) else None
+            elif self._body is not None:
+                count = self._body.readinto(view[filled:])
+                if count == 0 or self._body.position == self._body.end:
+                    self._body = None
+            elif self._limit is None or not self._next_source():
+                break
+            else:
+                continue
+            filled += count
+            self._position += count
+        return filled
+
+    def __iter__(self) -> GetObjectStream:
+        return self
+
+    def __next__(self) -> memoryview:
+        if self._closed:
+            raise StopIteration
+        if not self._started:
+            self._first()
+        while True:
+            if self._leftover is not None:
+                chunk, self._leftover = self._leftover, None
+                self._position += len(chunk)
+                return chunk
+            if self._body is not None:
+                size = min(self._part_size, self._body.end - self._body.position)
+                chunk = memoryview(bytearray(size))
+                count = self.readinto(chunk)
+                return chunk[:count]
+            if self._limit is None or not self._next_source():
+                raise StopIteration
+
+    def tell(self) -> int:
+        return self._position
+
+    def close(self) -> None:
+        """Stop: cancel parts not started, drop the open connection."""
+        if self._closed:
+            return
+        self._closed = True
+        for part in self._parts:
+            part.cancel()
+        self._parts.clear()
+        self._leftover = None
+        if self._body is not None:
+            self._body.abandon()
+            self._body = None
+
+    def __enter__(self) -> GetObjectStream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_body", None) is not None:
+            self.close()

@@ -1,0 +1,206 @@
+"""``PutObjectStream``: one object written as a stream of bytes.
+
+Below one part the object goes up as a single PutObject when the stream closes. Past that, a
+multipart upload starts and every full part is uploaded on the transport's thread pool while
+the caller keeps writing; in-flight parts are bounded by bytes (about ``concurrency`` parts of
+``part_size``), so ``write`` waits when the network is behind. Part sizes grow along the upload
+(see ``part_size_for``) so that any object fits in S3's 10,000 parts. Any failure, and any
+``abort()``, aborts the multipart upload: nothing is published and no upload is left behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from concurrent.futures import Future
+from typing import Any
+
+from ._config import MAX_PART_SIZE
+from ._exceptions import S3Exception, client_error
+from ._transport import Transport
+
+logger = logging.getLogger(__name__)
+
+MAX_PARTS = 10_000
+#: Parts per size step: every this many parts the part size doubles (up to 5 GiB). From the
+#: smallest part size (5 MiB), 10,000 parts then hold more than 27 TiB.
+PARTS_PER_SIZE_STEP = 625
+
+
+def part_size_for(part_number: int, part_size: int) -> int:
+    """Size of part ``part_number`` (1-based) of an upload whose configured part size is ``part_size``."""
+    return min(MAX_PART_SIZE, part_size << ((part_number - 1) // PARTS_PER_SIZE_STEP))
+
+
+class PutObjectStream:
+    """Writes ``s3://bucket/key``; ``close()`` publishes the object, ``abort()`` discards it."""
+
+    def __init__(self, transport: Transport, bucket: str, key: str, storage_class: str | None = None) -> None:
+        self.bucket = bucket
+        self.key = key
+        self._transport = transport
+        self._part_size = transport.config.part_size
+        self._max_in_flight_bytes = transport.concurrency * self._part_size
+        self._storage_class = storage_class
+        self._headers = {"x-amz-storage-class": storage_class} if storage_class else {}
+        self._buffer = bytearray(self._part_size)
+        self._filled = 0
+        self._part_number = 0
+        self._upload_id: str | None = None
+        self._in_flight: deque[tuple[int, bytearray, Future[str]]] = deque()
+        self._in_flight_bytes = 0
+        self._etags: list[dict[str, Any]] = []
+        self._spare: list[bytearray] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self._failed: BaseException | None = None
+        self._published = False
+
+    def write(self, data: Any) -> int:
+        """Append ``data`` (any contiguous bytes-like object); returns the number of bytes."""
+        if self._closed:
+            raise S3Exception("Cannot write to closed object", bucket=self.bucket, key=self.key)
+        view = memoryview(data).cast("B")
+        total = len(view)
+        offset = 0
+        try:
+            while offset < total:
+                if self._filled == len(self._buffer):
+                    # Only now is the part known not to be the whole object.
+                    self._send_full_part()
+                count = min(total - offset, len(self._buffer) - self._filled)
+                self._buffer[self._filled : self._filled + count] = view[offset : offset + count]
+                self._filled += count
+                offset += count
+        except BaseException as error:
+            self._fail(error)
+            raise
+        return total
+
+    def _send_full_part(self) -> None:
+        transport = self._transport
+        if self._upload_id is None:
+            params: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key, **transport.request_payer}
+            if self._storage_class:
+                params["StorageClass"] = self._storage_class
+            result = transport.call("CreateMultipartUpload", self.bucket, self.key, "create_multipart_upload", **params)
+            self._upload_id = result["UploadId"]
+            logger.debug("CreateMultipartUpload s3://%s/%s upload id %s", self.bucket, self.key, self._upload_id)
+        self._part_number += 1
+        if self._part_number > MAX_PARTS:
+            raise client_error(
+                f"object exceeds {MAX_PARTS} parts", operation="UploadPart", bucket=self.bucket, key=self.key
+            )
+        buffer, size = self._buffer, self._filled
+        while self._in_flight and self._in_flight_bytes + size > self._max_in_flight_bytes:
+            self._collect_oldest()
+        future = transport.executor.submit(
+            transport.put_bytes,
+            self.bucket,
+            self.key,
+            memoryview(buffer)[:size],
+            query={"partNumber": str(self._part_number), "uploadId": self._upload_id},
+            operation="UploadPart",
+        )
+        self._in_flight.append((self._part_number, buffer, future))
+        self._in_flight_bytes += len(buffer)
+        next_size = part_size_for(self._part_number + 1, self._part_size)
+        self._buffer = self._take_spare(next_size)
+        self._filled = 0
+
+    def _take_spare(self, size: int) -> bytearray:
+        while self._spare:
+            buffer = self._spare.pop()
+            if len(buffer) == size:
+                return buffer
+        return bytearray(size)
+
+    def _collect_oldest(self) -> None:
+        part_number, buffer, future = self._in_flight.popleft()
+        self._in_flight_bytes -= len(buffer)
+        etag = future.result()  # raises the part's error
+        self._etags.append({"PartNumber": part_number, "ETag": etag})
+        self._spare.append(buffer)
+
+    def close(self) -> None:
+        """Publish the object. A second call raises, as upstream's transport does."""
+        with self._lock:
+            if self._closed:
+                raise S3Exception("Cannot close object more than once", bucket=self.bucket, key=self.key)
+            self._closed = True
+        try:
+            if self._upload_id is None:
+                self._transport.put_bytes(
+                    self.bucket, self.key, memoryview(self._buffer)[: self._filled], headers=self._headers
+                )
+                logger.debug("PutObject s3://%s/%s done (%d bytes)", self.bucket, self.key, self._filled)
+                self._published = True
+                return
+            if self._filled:
+                self._send_full_part()
+            while self._in_flight:
+                self._collect_oldest()
+            self._transport.call(
+                "CompleteMultipartUpload",
+                self.bucket,
+                self.key,
+                "complete_multipart_upload",
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": self._etags},
+                **self._transport.request_payer,
+            )
+            self._published = True
+            logger.debug("CompleteMultipartUpload s3://%s/%s (%d parts)", self.bucket, self.key, len(self._etags))
+        except BaseException as error:
+            self._fail(error)
+            raise
+        finally:
+            self._buffer = bytearray()
+            self._spare.clear()
+
+    def abort(self) -> None:
+        """Discard everything written; the object is not published. Safe to call more than once."""
+        with self._lock:
+            self._closed = True
+        if not self._published:
+            self._fail(None)
+
+    def _fail(self, error: BaseException | None) -> None:
+        self._closed = True
+        if self._failed is not None:
+            return
+        self._failed = error or S3Exception("aborted", bucket=self.bucket, key=self.key)
+        for _, _, future in self._in_flight:
+            future.cancel()
+        for _, _, future in self._in_flight:
+            if not future.cancelled():
+                future.exception()  # wait: a part still sending must not land after the abort
+        self._in_flight.clear()
+        self._buffer = bytearray()
+        upload_id, self._upload_id = self._upload_id, None
+        if upload_id is None:
+            return
+        logger.debug("AbortMultipartUpload s3://%s/%s upload id %s", self.bucket, self.key, upload_id)
+        try:
+            self._transport.call(
+                "AbortMultipartUpload",
+                self.bucket,
+                self.key,
+                "abort_multipart_upload",
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=upload_id,
+                **self._transport.request_payer,
+            )
+        except S3Exception as abort_error:
+            if abort_error.code != "NoSuchUpload":
+                logger.warning(
+                    "AbortMultipartUpload s3://%s/%s upload id %s failed: %s (the upload may need a lifecycle rule)",
+                    self.bucket,
+                    self.key,
+                    upload_id,
+                    abort_error,
+                )

@@ -1,0 +1,402 @@
+"""The per-process S3 transport: one botocore client, one connection pool, one thread pool.
+
+Two paths share them:
+
+* the control path (list, head, delete, copy, create/complete/abort multipart) is botocore's
+  client as it is, with its retries, parsing and error handling;
+* the data path (GETs of objects and parts, PutObject, UploadPart) is sent lean: the request is
+  built and signed here (``_sigv4``), with botocore's credentials, and goes out on botocore's own
+  HTTP session (its pool, proxies, CA bundle and timeouts), skipping the per-request client
+  pipeline that costs about 1 ms of CPU. Bucket addressing is resolved by botocore once per
+  bucket and cached.
+
+A transport belongs to one process: after ``fork`` the child builds its own.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, NamedTuple, TypeVar
+from urllib.parse import parse_qs, quote, urlsplit
+from xml.etree import ElementTree
+
+import botocore
+import botocore.session
+from botocore.awsrequest import AWSPreparedRequest
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    HTTPClientError,
+    NoCredentialsError,
+    ParamValidationError,
+)
+
+from ._config import S3ClientConfig
+from ._exceptions import S3Exception, client_error, service_error
+from ._sigv4 import Credentials, SigV4Signer, canonical_query
+
+logger = logging.getLogger(__name__)
+
+_RETRYABLE_STATUS = frozenset({500, 502, 503, 504, 429})
+_RETRYABLE_CODES = frozenset({"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "Throttling"})
+_BACKOFF_BASE_SECONDS = 0.05
+_BACKOFF_CAP_SECONDS = 20.0
+# Errors of a connection in the middle of a body: the request is resumed or retried.
+BODY_ERRORS = (OSError, http.client.HTTPException)
+
+T = TypeVar("T")
+
+
+class RawResponse(NamedTuple):
+    """An HTTP response whose body is still on the socket."""
+
+    status: int
+    headers: Any  # case-insensitive mapping
+    body: Any  # urllib3.HTTPResponse
+    request_id: str | None
+
+
+@dataclass(frozen=True)
+class BucketEndpoint:
+    """Where and how to send data-path requests for one bucket."""
+
+    base_url: str  # ends with "/"; the percent-encoded key follows
+    host: str
+    path_prefix: str  # the path part of base_url
+    signer: SigV4Signer | None  # None: unsigned requests
+    lean: bool  # False: this bucket's data path goes through botocore's client (S3 Express)
+
+
+def backoff(attempt: int) -> None:
+    """Full-jitter exponential back-off before retry number ``attempt`` (1-based)."""
+    time.sleep(random.uniform(0, min(_BACKOFF_CAP_SECONDS, _BACKOFF_BASE_SECONDS * 2**attempt)))
+
+
+def discard(body: Any) -> None:
+    """Drop a response whose body will not be read: its connection is closed, not reused."""
+    try:
+        body.close()
+    finally:
+        body.release_conn()
+
+
+def _error_fields(payload: bytes) -> tuple[str | None, str | None, str | None]:
+    try:
+        root = ElementTree.fromstring(payload)
+    except ElementTree.ParseError:
+        return None, None, None
+    return root.findtext("Code"), root.findtext("Message"), root.findtext("RequestId")
+
+
+def _translate_client_error(error: ClientError, operation: str, bucket: str | None, key: str | None) -> S3Exception:
+    response: dict[str, Any] = error.response
+    details = response.get("Error", {})
+    metadata = response.get("ResponseMetadata", {})
+    status = metadata.get("HTTPStatusCode")
+    code = details.get("Code")
+    if code is not None and code.isdigit():  # HEAD errors carry only the status
+        code = {"404": "NotFound", "403": "Forbidden", "412": "PreconditionFailed"}.get(code, code)
+    return service_error(
+        operation=operation,
+        bucket=bucket,
+        key=key,
+        code=code,
+        message=details.get("Message"),
+        request_id=metadata.get("RequestId"),
+        status=status,
+    )
+
+
+def translate(error: Exception, operation: str, bucket: str | None, key: str | None) -> S3Exception:
+    """Turn a botocore or connection error into the public exception."""
+    if isinstance(error, S3Exception):
+        return error
+    if isinstance(error, ClientError):
+        return _translate_client_error(error, operation, bucket, key)
+    if isinstance(error, NoCredentialsError):
+        return client_error("No signing credentials found", operation=operation, bucket=bucket, key=key)
+    return client_error(f"{type(error).__name__}: {error}", operation=operation, bucket=bucket, key=key)
+
+
+class Transport:
+    """Everything that talks to S3 for one (region, endpoint, config, user agent) in one process."""
+
+    def __init__(self, region: str, endpoint: str | None, config: S3ClientConfig, user_agent: str) -> None:
+        self.region = region
+        self.config = config
+        self.user_agent = f"{user_agent} botocore/{botocore.__version__}"
+        self.concurrency = config.concurrency
+        session = botocore.session.Session(profile=config.profile)
+        botocore_config = Config(
+            region_name=region,
+            signature_version=botocore.UNSIGNED if config.unsigned else None,
+            retries={"total_max_attempts": config.max_attempts, "mode": "standard"},
+            max_pool_connections=2 * self.concurrency + 8,
+            s3={"addressing_style": "path" if config.force_path_style else "auto"},
+            user_agent_extra=user_agent,
+            connect_timeout=config.connect_timeout,
+            read_timeout=config.read_timeout,
+            tcp_keepalive=True,
+        )
+        try:
+            self.client = session.create_client("s3", endpoint_url=endpoint, config=botocore_config)
+        except ValueError as error:
+            # botocore: "Invalid endpoint: <value>"; keep the upstream's wording.
+            raise S3Exception(
+                "Client error: Failed to construct request: Invalid S3 endpoint: endpoint could not be"
+                f" resolved: Custom endpoint `{endpoint}` was not a valid URI ({error})"
+            ) from error
+        self._credentials = None if config.unsigned else session.get_credentials()
+        # The client's own HTTP session: its pool, proxies, CA bundle and timeouts serve the data path too.
+        self._http = self.client._endpoint.http_session
+        self._endpoints: dict[str, BucketEndpoint] = {}
+        self._endpoints_lock = threading.Lock()
+        self.executor = ThreadPoolExecutor(max_workers=2 * self.concurrency, thread_name_prefix="s3torch")
+        self.request_payer = {"RequestPayer": "requester"} if config.requester_pays else {}
+
+    # ---- control path -------------------------------------------------------------------
+    def call(self, operation: str, bucket: str | None, key: str | None, method: str, **params: Any) -> Any:
+        """Run one botocore client operation, translating its errors."""
+        try:
+            return getattr(self.client, method)(**params)
+        except (ClientError, BotoCoreError) as error:
+            raise translate(error, operation, bucket, key) from error
+
+    # ---- data path ---------------------------------------------------------------------
+    def bucket_endpoint(self, bucket: str) -> BucketEndpoint:
+        endpoint = self._endpoints.get(bucket)
+        if endpoint is None:
+            with self._endpoints_lock:
+                endpoint = self._endpoints.get(bucket) or self._resolve(bucket)
+                self._endpoints[bucket] = endpoint
+        return endpoint
+
+    def _resolve(self, bucket: str) -> BucketEndpoint:
+        # botocore's endpoint rules and addressing run once here, for a placeholder key.
+        express = bucket.endswith("--x-s3")
+        try:
+            url = (
+                self.client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "k"}, ExpiresIn=60)
+                if not express
+                else "https://unused/k"
+            )
+        except ParamValidationError as error:
+            raise ValueError(f"Invalid bucket name {bucket!r}: {error}") from error
+        except BotoCoreError as error:
+            raise translate(error, "ResolveEndpoint", bucket, None) from error
+        location, _, query = url.partition("?")
+        base_url = location[: -len("k")]
+        parts = urlsplit(base_url)
+        signer = None
+        if not self.config.unsigned and not express:
+            scope = parse_qs(query).get("X-Amz-Credential", [""])[0].split("/")
+            signer = SigV4Signer(region=scope[2] if len(scope) == 5 else self.region, service="s3")
+        return BucketEndpoint(
+            base_url=base_url,
+            host=parts.netloc,
+            path_prefix=parts.path,
+            signer=signer,
+            lean=not express,
+        )
+
+    def _signed_headers(
+        self, endpoint: BucketEndpoint, method: str, path: str, query: str, headers: dict[str, str]
+    ) -> dict[str, str]:
+        headers["Host"] = endpoint.host
+        headers["User-Agent"] = self.user_agent
+        if self.config.requester_pays:
+            headers["x-amz-request-payer"] = "requester"
+        if endpoint.signer is not None:
+            frozen = self._credentials.get_frozen_credentials() if self._credentials is not None else None
+            if frozen is None or frozen.access_key is None:
+                raise NoCredentialsError()
+            endpoint.signer.sign(
+                method,
+                endpoint.host,
+                path,
+                query,
+                headers,
+                Credentials(frozen.access_key, frozen.secret_key, frozen.token),
+            )
+        return headers
+
+    def send(
+        self,
+        operation: str,
+        bucket: str,
+        key: str,
+        method: str,
+        *,
+        query: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        body: Any = None,
+        ok: Callable[[int], bool] = lambda status: 200 <= status < 300,
+    ) -> RawResponse:
+        """Send one data-path request, retrying connection errors and retryable statuses up to
+        ``max_attempts``. Returns the response with its body unread; raises ``S3Exception`` for
+        an error response, with the body parsed."""
+        endpoint = self.bucket_endpoint(bucket)
+        path = endpoint.path_prefix + quote(key, safe="/~")
+        query_string = canonical_query(query) if query else ""
+        url = endpoint.base_url + quote(key, safe="/~") + (f"?{query_string}" if query_string else "")
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                request_headers = self._signed_headers(endpoint, method, path, query_string, dict(headers or {}))
+                request = AWSPreparedRequest(method, url, request_headers, body, stream_output=True)
+                response = self._http.send(request)
+            except NoCredentialsError as error:
+                raise translate(error, operation, bucket, key) from error
+            except (BotoCoreError, HTTPClientError) as error:
+                if attempt >= self.config.max_attempts:
+                    raise client_error(
+                        f"{type(error).__name__}: {error} (after {attempt} attempts)",
+                        operation=operation,
+                        bucket=bucket,
+                        key=key,
+                    ) from error
+                logger.debug("%s s3://%s/%s attempt %d failed: %s", operation, bucket, key, attempt, error)
+                backoff(attempt)
+                continue
+            raw = response.raw
+            status = response.status_code
+            request_id = response.headers.get("x-amz-request-id")
+            if ok(status):
+                return RawResponse(status, response.headers, raw, request_id)
+            payload = raw.read() if method != "HEAD" else b""
+            raw.release_conn()
+            code, message, body_request_id = _error_fields(payload)
+            error = service_error(
+                operation=operation,
+                bucket=bucket,
+                key=key,
+                code=code,
+                message=message,
+                request_id=request_id or body_request_id,
+                status=status,
+            )
+            if (status in _RETRYABLE_STATUS or code in _RETRYABLE_CODES) and attempt < self.config.max_attempts:
+                logger.debug("%s s3://%s/%s attempt %d: %s", operation, bucket, key, attempt, error)
+                backoff(attempt)
+                continue
+            raise error
+
+    def get_range(self, bucket: str, key: str, start: int, end: int | None, etag: str | None) -> RawResponse:
+        """GET bytes ``[start, end)`` (``end=None``: to the end), pinned to ``etag`` when given.
+        A 416 (range past the end) is returned, not raised: the stream reads it as EOF."""
+        headers = {"Range": f"bytes={start}-{'' if end is None else end - 1}"}
+        if etag is not None:
+            headers["If-Match"] = etag
+        if not self.bucket_endpoint(bucket).lean:
+            return self._get_range_via_client(bucket, key, headers)
+        return self.send("GetObject", bucket, key, "GET", headers=headers, ok=lambda status: status in (200, 206, 416))
+
+    def _get_range_via_client(self, bucket: str, key: str, headers: dict[str, str]) -> RawResponse:
+        params: dict[str, Any] = {"Bucket": bucket, "Key": key, "Range": headers["Range"], **self.request_payer}
+        if "If-Match" in headers:
+            params["IfMatch"] = headers["If-Match"]
+        try:
+            result = self.client.get_object(**params)
+        except ClientError as error:
+            if error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 416:
+                return RawResponse(416, error.response["ResponseMetadata"].get("HTTPHeaders", {}), None, None)
+            raise translate(error, "GetObject", bucket, key) from error
+        except BotoCoreError as error:
+            raise translate(error, "GetObject", bucket, key) from error
+        metadata = result["ResponseMetadata"]
+        return RawResponse(
+            metadata["HTTPStatusCode"],
+            metadata["HTTPHeaders"],
+            result["Body"]._raw_stream,
+            metadata.get("RequestId"),
+        )
+
+    def put_bytes(
+        self,
+        bucket: str,
+        key: str,
+        body: memoryview,
+        *,
+        query: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        operation: str = "PutObject",
+    ) -> str:
+        """PUT ``body`` (PutObject, or UploadPart with ``query``); returns the ETag."""
+        if not self.bucket_endpoint(bucket).lean:
+            return self._put_via_client(bucket, key, body, query, headers, operation)
+        request_headers = {"Content-Length": str(body.nbytes), **(headers or {})}
+        response = self.send(operation, bucket, key, "PUT", query=query, headers=request_headers, body=body)
+        response.body.read()
+        response.body.release_conn()
+        etag: str = response.headers.get("ETag", "")
+        return etag
+
+    def _put_via_client(
+        self,
+        bucket: str,
+        key: str,
+        body: memoryview,
+        query: dict[str, str] | None,
+        headers: dict[str, str] | None,
+        operation: str,
+    ) -> str:
+        params: dict[str, Any] = {"Bucket": bucket, "Key": key, "Body": body.tobytes(), **self.request_payer}
+        if query:
+            params["PartNumber"] = int(query["partNumber"])
+            params["UploadId"] = query["uploadId"]
+            result = self.call(operation, bucket, key, "upload_part", **params)
+        else:
+            if headers and "x-amz-storage-class" in headers:
+                params["StorageClass"] = headers["x-amz-storage-class"]
+            result = self.call(operation, bucket, key, "put_object", **params)
+        etag: str = result["ETag"]
+        return etag
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.client.close()
+
+
+# ---- one transport per process and configuration -----------------------------------------
+
+_TransportKey = tuple[str, "str | None", S3ClientConfig, str]
+_transports: dict[_TransportKey, Transport] = {}
+_transports_lock = threading.Lock()
+_transports_pid = os.getpid()
+
+
+def _forget_after_fork() -> None:
+    # The parent's sockets, locks and threads mean nothing in the child: start empty.
+    global _transports, _transports_lock, _transports_pid
+    _transports = {}
+    _transports_lock = threading.Lock()
+    _transports_pid = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def get_transport(region: str, endpoint: str | None, config: S3ClientConfig, user_agent: str) -> Transport:
+    """The process's transport for this configuration, built on first use."""
+    if os.getpid() != _transports_pid:  # forked without the hook (or by a non-Python fork)
+        _forget_after_fork()
+    key: _TransportKey = (region, endpoint, config, user_agent)
+    transport = _transports.get(key)
+    if transport is None:
+        with _transports_lock:
+            transport = _transports.get(key)
+            if transport is None:
+                transport = Transport(region, endpoint, config, user_agent)
+                _transports[key] = transport
+    return transport

@@ -1,0 +1,46 @@
+"""Picklable value types describing objects and listings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class RestoreStatus:
+    """Restore state of an archived object: whether a restore runs, and when the copy expires
+    (seconds since the epoch, or ``None``)."""
+
+    in_progress: bool
+    expiry: int | None = None
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """An object as a listing describes it. ``last_modified`` is in seconds since the epoch;
+    ``storage_class`` is ``None`` for STANDARD."""
+
+    key: str
+    etag: str
+    size: int
+    last_modified: int
+    storage_class: str | None = None
+    restore_status: RestoreStatus | None = None
+
+
+@dataclass(frozen=True)
+class HeadObjectResult:
+    """What HeadObject says of an object (no key: the caller has it)."""
+
+    etag: str
+    size: int
+    last_modified: int
+    storage_class: str | None = None
+    restore_status: RestoreStatus | None = None
+
+
+@dataclass(frozen=True)
+class ListObjectResult:
+    """One page of a listing: the objects and, with a delimiter, the common prefixes."""
+
+    object_info: list[ObjectInfo] = field(default_factory=list)
+    common_prefixes: list[str] = field(default_factory=list)

@@ -1,0 +1,104 @@
+"""``S3Writer``: the file-like face of an upload (upstream: ``s3torchconnector.S3Writer``)."""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+from types import TracebackType
+from typing import Any
+
+from ._put_stream import PutObjectStream
+
+logger = logging.getLogger(__name__)
+
+
+class S3Writer(io.BufferedIOBase):
+    """A write-only, file-like representation of a single object stored in S3.
+
+    ``close()`` (or leaving a ``with`` block normally) publishes the object. An exception inside
+    the ``with`` block, or dropping an unclosed writer, aborts the upload: nothing is published.
+
+    Args:
+        stream: The upload to write into, from ``S3Client.put_object``.
+    """
+
+    def __init__(self, stream: PutObjectStream) -> None:
+        self.stream = stream
+        self._position = 0
+        self._closed = False
+        self._close_lock = threading.Lock()
+
+    def __enter__(self) -> S3Writer:
+        self._position = 0
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        logger.info(
+            "Exception while writing s3://%s/%s, the upload is aborted: %s",
+            self.stream.bucket,
+            self.stream.key,
+            exc_val,
+        )
+        self.abort()
+
+    def write(self, data: Any) -> int:  # type: ignore[override]
+        """Write a bytes-like object (bytes, bytearray, memoryview, a NumPy array or tensor
+        buffer); returns the number of bytes written.
+
+        Raises:
+            ValueError: the writer is closed.
+            S3Exception: an upload of an earlier part failed (the upload is aborted).
+        """
+        if self._closed:
+            raise ValueError("I/O operation on closed file.")
+        written = self.stream.write(data)
+        self._position += written
+        return written
+
+    def tell(self) -> int:
+        """Bytes written so far."""
+        return self._position
+
+    def flush(self) -> None:
+        """No-op: parts are sent as they fill; ``close()`` publishes."""
+
+    def close(self) -> None:
+        """Publish the object. Idempotent and thread-safe: the upload completes once."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.stream.close()
+
+    def abort(self) -> None:
+        """Discard what was written; nothing is published."""
+        with self._close_lock:
+            self._closed = True
+        self.stream.abort()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def readable(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return not self._closed
+
+    def seekable(self) -> bool:
+        return False
+
+    def __del__(self) -> None:
+        # io.IOBase.__del__ would close(), publishing a half-written object: abort instead.
+        if not getattr(self, "_closed", True):
+            self.abort()
