@@ -174,10 +174,9 @@ def release(session: nox.Session) -> None:
     dist = ROOT / "dist"
     shutil.rmtree(dist, ignore_errors=True)
     for package in PACKAGES:
-        # `hatch build --all` empties dist/ before each member: build each package on its own.
-        with session.chdir(ROOT / "packages" / package):
-            session.run("hatch", "build", str(dist))
-    artifacts = sorted(str(path) for path in dist.iterdir())
+        # sdist first, then the wheel built from that sdist: a file missing from the sdist fails here.
+        session.run("uv", "build", "--quiet", "--out-dir", str(dist), str(ROOT / "packages" / package), external=True)
+    artifacts = sorted(str(path) for path in dist.iterdir() if path.suffix in (".whl", ".gz"))
     session.run("twine", "check", "--strict", *artifacts)
     wheels = [path for path in artifacts if path.endswith(".whl")]
     expected = {f"{package}-{version}" for package in PACKAGES}

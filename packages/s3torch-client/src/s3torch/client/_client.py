@@ -16,7 +16,7 @@ from ._user_agent import UserAgent
 from ._writer import S3Writer
 
 if TYPE_CHECKING:
-    from s3torch.readers import S3Reader
+    from s3torch.readers import S3Reader  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
 logger = logging.getLogger(__name__)
 

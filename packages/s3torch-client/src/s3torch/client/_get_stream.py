@@ -64,12 +64,11 @@ class _Body:
         failures = 0
         filled = 0
         while filled < wanted:
+            cause: BaseException | None = None
             try:
                 count = self._fp.readinto(view[filled:wanted])
             except BODY_ERRORS as error:
                 count, cause = 0, error
-            else:
-                cause = None
             if count:
                 filled += count
                 self.position += count

@@ -16,6 +16,7 @@ A transport belongs to one process: after ``fork`` the child builds its own.
 from __future__ import annotations
 
 import http.client
+import io
 import logging
 import os
 import random
@@ -30,12 +31,12 @@ from xml.etree import ElementTree
 
 import botocore
 import botocore.session
+import urllib3.exceptions
 from botocore.awsrequest import AWSPreparedRequest
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    HTTPClientError,
     NoCredentialsError,
     ParamValidationError,
 )
@@ -74,6 +75,34 @@ class BucketEndpoint:
     path_prefix: str  # the path part of base_url
     signer: SigV4Signer | None  # None: unsigned requests
     lean: bool  # False: this bucket's data path goes through botocore's client (S3 Express)
+    pool: Any  # the urllib3 connection pool botocore's HTTP session keeps for this endpoint
+    target_base: str  # what precedes the key in the request line (absolute through a proxy)
+
+
+class _ViewFile:
+    """A memoryview request body as a file, for before-send handlers (copied only if read)."""
+
+    def __init__(self, view: memoryview) -> None:
+        self._view = view
+
+    def read(self, amount: int | None = None) -> bytes:
+        return self._view.tobytes()
+
+
+class _InMemoryBody:
+    """A response body a before-send handler made, with the urllib3 response methods we use."""
+
+    def __init__(self, payload: bytes) -> None:
+        self._fp = io.BytesIO(payload)
+
+    def read(self, amount: int | None = None) -> bytes:
+        return self._fp.read(amount)
+
+    def close(self) -> None:
+        self._fp.close()
+
+    def release_conn(self) -> None:
+        pass
 
 
 def backoff(attempt: int) -> None:
@@ -98,7 +127,7 @@ def _error_fields(payload: bytes) -> tuple[str | None, str | None, str | None]:
 
 
 def _translate_client_error(error: ClientError, operation: str, bucket: str | None, key: str | None) -> S3Exception:
-    response: dict[str, Any] = error.response
+    response: Any = error.response
     details = response.get("Error", {})
     metadata = response.get("ResponseMetadata", {})
     status = metadata.get("HTTPStatusCode")
@@ -147,6 +176,7 @@ class Transport:
             read_timeout=config.read_timeout,
             tcp_keepalive=True,
         )
+        self.client: Any
         try:
             self.client = session.create_client("s3", endpoint_url=endpoint, config=botocore_config)
         except ValueError as error:
@@ -157,7 +187,9 @@ class Transport:
             ) from error
         self._credentials = None if config.unsigned else session.get_credentials()
         # The client's own HTTP session: its pool, proxies, CA bundle and timeouts serve the data path too.
-        self._http = self.client._endpoint.http_session
+        self._http: Any = self.client._endpoint.http_session
+        # Whether anything (moto's mock_aws, a stubber) may answer requests before they are sent.
+        self._send_hooks = bool(self.client.meta.events._emitter._handlers.prefix_search("before-send.s3.GetObject"))
         self._endpoints: dict[str, BucketEndpoint] = {}
         self._endpoints_lock = threading.Lock()
         self.executor = ThreadPoolExecutor(max_workers=2 * self.concurrency, thread_name_prefix="s3torch")
@@ -200,12 +232,22 @@ class Transport:
         if not self.config.unsigned and not express:
             scope = parse_qs(query).get("X-Amz-Credential", [""])[0].split("/")
             signer = SigV4Signer(region=scope[2] if len(scope) == 5 else self.region, service="s3")
+        pool, target_base = None, parts.path
+        if not express:
+            # botocore's own choices of proxy, pool and TLS verification for this URL.
+            http = self._http
+            proxy_url = http._proxy_config.proxy_url_for(base_url)
+            pool = http._get_connection_manager(base_url, proxy_url).connection_from_url(base_url)
+            http._setup_ssl_cert(pool, base_url, http._verify)
+            target_base = http._get_request_target(base_url, proxy_url)
         return BucketEndpoint(
             base_url=base_url,
             host=parts.netloc,
             path_prefix=parts.path,
             signer=signer,
             lean=not express,
+            pool=pool,
+            target_base=target_base,
         )
 
     def _signed_headers(
@@ -225,7 +267,7 @@ class Transport:
                 path,
                 query,
                 headers,
-                Credentials(frozen.access_key, frozen.secret_key, frozen.token),
+                Credentials(frozen.access_key, frozen.secret_key or "", frozen.token),
             )
         return headers
 
@@ -245,19 +287,21 @@ class Transport:
         ``max_attempts``. Returns the response with its body unread; raises ``S3Exception`` for
         an error response, with the body parsed."""
         endpoint = self.bucket_endpoint(bucket)
-        path = endpoint.path_prefix + quote(key, safe="/~")
+        encoded_key = quote(key, safe="/~")
+        path = endpoint.path_prefix + encoded_key
         query_string = canonical_query(query) if query else ""
-        url = endpoint.base_url + quote(key, safe="/~") + (f"?{query_string}" if query_string else "")
+        suffix = encoded_key + (f"?{query_string}" if query_string else "")
         attempt = 0
         while True:
             attempt += 1
             try:
                 request_headers = self._signed_headers(endpoint, method, path, query_string, dict(headers or {}))
-                request = AWSPreparedRequest(method, url, request_headers, body, stream_output=True)
-                response = self._http.send(request)
+                status, response_headers, raw = self._send_http(
+                    operation, endpoint, method, suffix, request_headers, body
+                )
             except NoCredentialsError as error:
                 raise translate(error, operation, bucket, key) from error
-            except (BotoCoreError, HTTPClientError) as error:
+            except (BotoCoreError, urllib3.exceptions.HTTPError) as error:
                 if attempt >= self.config.max_attempts:
                     raise client_error(
                         f"{type(error).__name__}: {error} (after {attempt} attempts)",
@@ -268,15 +312,13 @@ class Transport:
                 logger.debug("%s s3://%s/%s attempt %d failed: %s", operation, bucket, key, attempt, error)
                 backoff(attempt)
                 continue
-            raw = response.raw
-            status = response.status_code
-            request_id = response.headers.get("x-amz-request-id")
+            request_id = response_headers.get("x-amz-request-id")
             if ok(status):
-                return RawResponse(status, response.headers, raw, request_id)
+                return RawResponse(status, response_headers, raw, request_id)
             payload = raw.read() if method != "HEAD" else b""
             raw.release_conn()
             code, message, body_request_id = _error_fields(payload)
-            error = service_error(
+            failure = service_error(
                 operation=operation,
                 bucket=bucket,
                 key=key,
@@ -286,10 +328,43 @@ class Transport:
                 status=status,
             )
             if (status in _RETRYABLE_STATUS or code in _RETRYABLE_CODES) and attempt < self.config.max_attempts:
-                logger.debug("%s s3://%s/%s attempt %d: %s", operation, bucket, key, attempt, error)
+                logger.debug("%s s3://%s/%s attempt %d: %s", operation, bucket, key, attempt, failure)
                 backoff(attempt)
                 continue
-            raise error
+            raise failure
+
+    def _send_http(
+        self,
+        operation: str,
+        endpoint: BucketEndpoint,
+        method: str,
+        suffix: str,
+        headers: dict[str, str],
+        body: Any,
+    ) -> tuple[int, Any, Any]:
+        """(status, headers, urllib3 response with the body unread)."""
+        if self._send_hooks:
+            # A before-send handler (moto's mock_aws, for one) answers the control path in place
+            # of the network; let it answer the data path too, or mocked S3 is bypassed.
+            probe_body = _ViewFile(body) if isinstance(body, memoryview) else body
+            probe = AWSPreparedRequest(method, endpoint.base_url + suffix, headers, probe_body, True)  # type: ignore[arg-type]
+            _, answer = self.client.meta.events.emit_until_response(f"before-send.s3.{operation}", request=probe)
+            if answer is not None:
+                return answer.status_code, answer.headers, _InMemoryBody(answer.raw.read())
+        # Straight to the pool botocore made for this endpoint: no per-request URL parsing,
+        # pool lookup or header copying. urllib3 does no retries here; ``send`` does.
+        raw = endpoint.pool.urlopen(
+            method,
+            endpoint.target_base + suffix,
+            body=body,
+            headers=headers,
+            retries=False,
+            redirect=False,
+            assert_same_host=False,
+            preload_content=False,
+            decode_content=False,
+        )
+        return raw.status, raw.headers, raw
 
     def get_range(self, bucket: str, key: str, start: int, end: int | None, etag: str | None) -> RawResponse:
         """GET bytes ``[start, end)`` (``end=None``: to the end), pinned to ``etag`` when given.

@@ -50,7 +50,7 @@ class S3Writer(io.BufferedIOBase):
         )
         self.abort()
 
-    def write(self, data: Any) -> int:  # type: ignore[override]
+    def write(self, data: Any) -> int:
         """Write a bytes-like object (bytes, bytearray, memoryview, a NumPy array or tensor
         buffer); returns the number of bytes written.
 
