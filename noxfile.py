@@ -25,7 +25,7 @@ import nox
 ROOT = Path(__file__).parent
 PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 # Dependency order: each package only needs the ones before it.
-PACKAGES = ["s3torch-client"]
+PACKAGES = ["s3torch-client", "s3torch-readers"]
 PYTHON_VERSIONS = ["3.11", "3.10", "3.12", "3.13"]
 TORCH_VERSIONS = ["2.13.0", "2.15.0", "2.14.1", "2.12.1", "2.9.1", "2.3.1"]
 
@@ -145,9 +145,16 @@ def typecheck(session: nox.Session) -> None:
 def docs(session: nox.Session) -> None:
     """Build the documentation site, warnings as errors."""
     install_packages(session, "docs")
-    session.run(
-        "mkdocs", "build", "--strict", "-f", "docs/mkdocs.yml", "--site-dir", str(Path(session.create_tmp()) / "site")
-    )
+    # mkdocs resolves a relative --site-dir against the config's folder: pass an absolute one.
+    site = Path(session.create_tmp()).resolve() / "site"
+    session.run("mkdocs", "build", "--strict", "-f", "docs/mkdocs.yml", "--site-dir", str(site))
+
+
+@nox.session(python=PYTHONS[:1])
+def demo(session: nox.Session) -> None:
+    """examples/demo.py end to end against an embedded local moto server."""
+    install_packages(session, "demo")
+    session.run("python", "examples/demo.py")
 
 
 @nox.session(python=PYTHONS[:1])

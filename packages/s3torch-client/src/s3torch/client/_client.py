@@ -76,18 +76,22 @@ class S3Client:
 
     @property
     def region(self) -> str:
+        """The region requests are signed for."""
         return self._region
 
     @property
     def endpoint(self) -> str | None:
+        """The endpoint given at construction (None: botocore's resolution)."""
         return self._endpoint
 
     @property
     def s3client_config(self) -> S3ClientConfig:
+        """The transport settings."""
         return self._config
 
     @property
     def user_agent_prefix(self) -> str:
+        """What s3torch adds to the User-Agent of every request."""
         return self._user_agent_prefix
 
     @property
@@ -125,8 +129,8 @@ class S3Client:
         """A reader of ``s3://bucket/key``, built by ``reader_constructor`` (the sequential reader
         of s3torch-readers by default). With ``object_info`` (from a listing) the reader never
         needs a HEAD; without it, a HEAD is sent only if the reader needs the size first."""
-        logger.debug("GetObject s3://%s/%s, object_info is None=%s", bucket, key, object_info is None)
         _check_names(bucket, key)
+        logger.debug("GetObject s3://%s/%s, object_info is None=%s", bucket, key, object_info is None)
         try:
             from s3torch.readers import S3ReaderConstructor
         except ImportError as error:
@@ -152,17 +156,19 @@ class S3Client:
         ``None`` for the end of the object). Nothing is sent until the first read. With ``etag``,
         every request is pinned to that version of the object."""
         _check_names(bucket, key)
+        logger.debug("GetObjectStream s3://%s/%s [%s, %s)", bucket, key, start, end)
         return GetObjectStream(self._transport, bucket, key, start, end, etag=etag)
 
     def put_object(self, bucket: str, key: str, storage_class: str | None = None) -> S3Writer:
         """A writer that uploads ``s3://bucket/key``; the object exists once the writer closes."""
-        logger.debug("PutObject s3://%s/%s", bucket, key)
         _check_names(bucket, key)
+        logger.debug("PutObject s3://%s/%s", bucket, key)
         return S3Writer(PutObjectStream(self._transport, bucket, key, storage_class))
 
     def head_object(self, bucket: str, key: str) -> HeadObjectResult:
-        logger.debug("HeadObject s3://%s/%s", bucket, key)
+        """Size, ETag, last modification, storage and restore status of ``s3://bucket/key``."""
         _check_names(bucket, key)
+        logger.debug("HeadObject s3://%s/%s", bucket, key)
         transport = self._transport
         result = transport.call(
             "HeadObject", bucket, key, "head_object", Bucket=bucket, Key=key, **transport.request_payer
@@ -177,16 +183,16 @@ class S3Client:
 
     def delete_object(self, bucket: str, key: str) -> None:
         """Delete ``s3://bucket/key``; a key that does not exist is not an error."""
-        logger.debug("DeleteObject s3://%s/%s", bucket, key)
         _check_names(bucket, key)
+        logger.debug("DeleteObject s3://%s/%s", bucket, key)
         transport = self._transport
         transport.call("DeleteObject", bucket, key, "delete_object", Bucket=bucket, Key=key, **transport.request_payer)
 
     def copy_object(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> None:
         """Copy an object inside S3 (server side; sources up to 5 GiB)."""
-        logger.debug("CopyObject s3://%s/%s to s3://%s/%s", src_bucket, src_key, dst_bucket, dst_key)
         _check_names(src_bucket, src_key)
         _check_names(dst_bucket, dst_key)
+        logger.debug("CopyObject s3://%s/%s to s3://%s/%s", src_bucket, src_key, dst_bucket, dst_key)
         transport = self._transport
         transport.call(
             "CopyObject",
@@ -203,8 +209,8 @@ class S3Client:
         self, bucket: str, prefix: str = "", delimiter: str = "", max_keys: int = 1000
     ) -> ListObjectStream:
         """A lazy listing of ``s3://bucket/prefix``: an iterator of pages (``ListObjectResult``)."""
-        logger.debug("ListObjects s3://%s/%s", bucket, prefix)
         _check_names(bucket)
+        logger.debug("ListObjects s3://%s/%s", bucket, prefix)
         if not isinstance(max_keys, int) or not 1 <= max_keys <= 1000:
             raise ValueError(f"max_keys must be an int from 1 to 1000, got {max_keys!r}")
         return ListObjectStream(self, bucket, prefix, delimiter, max_keys)

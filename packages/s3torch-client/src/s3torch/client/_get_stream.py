@@ -258,6 +258,14 @@ class GetObjectStream:
         return True
 
     # ---- consumer API -----------------------------------------------------------------
+    def start(self) -> None:
+        """Send the first request now, if it has not gone yet; ``size`` and ``etag`` are known
+        after it. Set ``etag`` before this to pin the stream to that version of the object."""
+        if self._closed:
+            raise ValueError(f"start of a closed stream of s3://{self.bucket}/{self.key}")
+        if not self._started:
+            self._first()
+
     def readinto(self, buffer: Any) -> int:
         """Fill ``buffer`` with the next bytes; fewer than ``len(buffer)`` only at the end."""
         view = memoryview(buffer).cast("B")
@@ -299,6 +307,10 @@ class GetObjectStream:
                 return chunk
             if self._body is not None:
                 size = min(self._part_size, self._body.end - self._body.position)
+                if size == 0:
+                    self._body.release()
+                    self._body = None
+                    continue
                 chunk = memoryview(bytearray(size))
                 count = self.readinto(chunk)
                 return chunk[:count]
@@ -306,6 +318,7 @@ class GetObjectStream:
                 raise StopIteration
 
     def tell(self) -> int:
+        """Offset in the object of the next byte this stream returns."""
         return self._position
 
     def close(self) -> None:

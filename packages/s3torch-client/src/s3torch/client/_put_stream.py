@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 MAX_PARTS = 10_000
 #: Parts per size step: every this many parts the part size doubles (up to 5 GiB). From the
-#: smallest part size (5 MiB), 10,000 parts then hold more than 27 TiB.
+#: smallest part size (5 MiB), 10,000 parts then hold more than 21 TiB (S3 objects stop at 5 TiB).
 PARTS_PER_SIZE_STEP = 625
 
 

@@ -36,10 +36,12 @@ class UserAgent:
 
     @property
     def comments(self) -> list[str]:
+        """The non-empty comments, in order."""
         return list(self._comments)
 
     @property
     def prefix(self) -> str:
+        """The User-Agent text s3torch sends."""
         system = sys.platform
         os_name = "macos" if system == "darwin" else system
         parts = [

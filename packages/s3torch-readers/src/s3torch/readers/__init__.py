@@ -1,0 +1,24 @@
+"""s3torch.readers: file-like readers of S3 objects (upstream: ``s3torchconnector.s3reader``)."""
+
+from ._base import S3Reader
+from ._constructor import DCPOptimizedConstructor, S3ReaderConstructor
+from ._dcp_optimized import DEFAULT_MAX_GAP_SIZE, DCPOptimizedS3Reader, ItemRange, RangeGroup
+from ._protocol import DCPS3ReaderConstructorProtocol, GetStreamCallable, S3ReaderConstructorProtocol
+from ._ranged import DEFAULT_BUFFER_SIZE, RangedS3Reader
+from ._sequential import SequentialS3Reader
+
+__all__ = [
+    "DCPOptimizedConstructor",
+    "DCPOptimizedS3Reader",
+    "DCPS3ReaderConstructorProtocol",
+    "DEFAULT_BUFFER_SIZE",
+    "DEFAULT_MAX_GAP_SIZE",
+    "GetStreamCallable",
+    "ItemRange",
+    "RangeGroup",
+    "RangedS3Reader",
+    "S3Reader",
+    "S3ReaderConstructor",
+    "S3ReaderConstructorProtocol",
+    "SequentialS3Reader",
+]

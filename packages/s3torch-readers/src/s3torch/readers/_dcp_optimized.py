@@ -1,0 +1,274 @@
+"""``DCPOptimizedS3Reader``: the byte ranges a distributed-checkpoint load plan needs, and no more.
+
+The items of one file (sorted by offset by ``S3StorageReader.prepare_local_plan``) are coalesced
+into range groups: neighbours whose gap is at most ``max_gap_size`` share one ranged GET stream.
+Items are then served one at a time, each as the memoryview segments of the stream's chunks that
+hold it (no copy into a growing buffer); access is free inside the current item and forward-only
+across items.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from typing import Any
+
+from s3torch.client import GetObjectStream
+
+from ._base import (
+    GetStreamCallable,
+    ObjectInfoCallable,
+    S3Reader,
+    check_position,
+    pinned,
+    writable_view,
+)
+
+DEFAULT_MAX_GAP_SIZE = 32 * 1024 * 1024
+
+FALLBACK_GUIDANCE = (
+    "The DCP-optimized reader serves only the byte ranges of a torch.distributed.checkpoint load plan, in"
+    " order. For other access patterns use the generic reader: "
+    "S3StorageReader(..., reader_constructor=S3ReaderConstructor.sequential())."
+)
+
+
+@dataclass(frozen=True)
+class ItemRange:
+    """Bytes ``[start, end)`` of one checkpoint item in its file."""
+
+    start: int
+    end: int
+
+
+@dataclass
+class RangeGroup:
+    """Neighbouring items fetched by one ranged GET ``[start, end)``."""
+
+    start: int
+    end: int
+    item_ranges: list[ItemRange] = field(default_factory=list)
+
+
+def _check_ranges(item_ranges: Any) -> list[ItemRange]:
+    if not isinstance(item_ranges, list) or not item_ranges:
+        raise ValueError("item_ranges must be a non-empty List[ItemRange] object")
+    ranges: list[ItemRange] = []
+    previous: ItemRange | None = None
+    for item in item_ranges:
+        if item.start < 0 or item.end < item.start:
+            raise ValueError(f"Invalid range: {item.start}-{item.end}")
+        if item.start == item.end:
+            continue
+        if previous is not None:
+            if item.start < previous.start:
+                raise ValueError(f"Unsorted ranges: {previous.start}-{previous.end} before {item.start}-{item.end}")
+            if item.start < previous.end:
+                raise ValueError(f"Overlapping ranges: {previous.start}-{previous.end} and {item.start}-{item.end}")
+        ranges.append(item)
+        previous = item
+    if not ranges:
+        raise ValueError("No non-empty ranges to read (all ranges were length 0)")
+    return ranges
+
+
+def coalesce(ranges: list[ItemRange], max_gap_size: float) -> list[RangeGroup]:
+    """Group sorted, disjoint ranges whose gaps are at most ``max_gap_size``."""
+    groups: list[RangeGroup] = []
+    for item in ranges:
+        if groups and item.start - groups[-1].end <= max_gap_size:
+            groups[-1].end = item.end
+            groups[-1].item_ranges.append(item)
+        else:
+            groups.append(RangeGroup(item.start, item.end, [item]))
+    return groups
+
+
+def check_max_gap_size(max_gap_size: Any) -> float:
+    if isinstance(max_gap_size, bool) or not isinstance(max_gap_size, (int, float)):
+        raise TypeError(f"max_gap_size must be int or float, got {type(max_gap_size).__name__}")
+    if math.isnan(max_gap_size) or max_gap_size < 0:
+        raise ValueError("max_gap_size must be non-negative")
+    return max_gap_size
+
+
+class DCPOptimizedS3Reader(S3Reader):
+    """The reader ``torch.distributed.checkpoint`` loads through when the constructor is
+    ``S3ReaderConstructor.dcp_optimized()``: it fetches only the plan's ranges, coalesced.
+
+    Reads must stay inside the current item or move forward to a later one; anything else
+    raises ``ValueError`` with guidance to fall back to the sequential reader.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        key: str,
+        item_ranges: list[ItemRange],
+        get_object_info: ObjectInfoCallable,
+        get_stream: GetStreamCallable,
+        max_gap_size: float = DEFAULT_MAX_GAP_SIZE,
+    ) -> None:
+        super().__init__(bucket, key, get_object_info, get_stream)
+        if not key:
+            raise ValueError("Key should be specified")
+        gap = check_max_gap_size(max_gap_size)
+        self._items = _check_ranges(item_ranges)
+        self._groups = coalesce(self._items, gap)
+        self._group_of_item = [index for index, group in enumerate(self._groups) for _ in group.item_ranges]
+        self._item_index = -1
+        self._segment_starts: list[int] = []
+        self._segments: list[memoryview] = []
+        self._group_index = -1
+        self._stream: GetObjectStream | None = None
+        self._stream_position = 0  # offset in the object of the next byte the stream yields
+        self._leftover: memoryview | None = None  # yielded by the stream, not yet used
+        self._position = 0
+        self._etag: str | None = None  # the version every group's stream is pinned to
+
+    @property
+    def groups(self) -> list[RangeGroup]:
+        """The range groups, one GET stream each."""
+        return self._groups
+
+    # ---- loading items ------------------------------------------------------------------
+    def _next_bytes(self, item: ItemRange, reaching: bool) -> memoryview:
+        if self._leftover is not None:
+            chunk, self._leftover = self._leftover, None
+            return chunk
+        assert self._stream is not None
+        try:
+            chunk = next(self._stream)
+        except StopIteration:
+            where = "before reaching" if reaching else "while reading"
+            raise ValueError(
+                f"S3 stream exhausted at position {self._stream_position} {where} item {item.start}-{item.end}"
+            ) from None
+        self._etag = self._etag or self._stream.etag
+        return chunk
+
+    def _load(self, index: int) -> None:
+        item = self._items[index]
+        group_index = self._group_of_item[index]
+        if group_index != self._group_index:
+            self._drop_stream()
+            group = self._groups[group_index]
+            self._stream = pinned(self._get_stream(group.start, group.end), self._etag)
+            self._group_index = group_index
+            self._stream_position = group.start
+        self._segment_starts = []
+        self._segments = []
+        while self._stream_position < item.start:  # skip the gap before the item
+            chunk = self._next_bytes(item, reaching=True)
+            skip = min(len(chunk), item.start - self._stream_position)
+            self._stream_position += skip
+            if skip < len(chunk):
+                self._leftover = chunk[skip:]
+        while self._stream_position < item.end:
+            chunk = self._next_bytes(item, reaching=False)
+            take = min(len(chunk), item.end - self._stream_position)
+            self._segment_starts.append(self._stream_position)
+            self._segments.append(chunk[:take])
+            self._stream_position += take
+            if take < len(chunk):
+                self._leftover = chunk[take:]
+        self._item_index = index
+
+    def _drop_stream(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+        self._stream = None
+        self._leftover = None
+
+    def _item_for(self, start: int, end: int) -> None:
+        """Make the item holding ``[start, end)`` current, moving forward only."""
+        if self._item_index >= 0:
+            current = self._items[self._item_index]
+            if current.start <= start and end <= current.end:
+                return
+        for index in range(max(self._item_index, 0), len(self._items)):
+            item = self._items[index]
+            if item.start <= start and end <= item.end:
+                if index != self._item_index:
+                    self._load(index)
+                return
+            if item.start > start:
+                break
+        if self._item_index >= 0:
+            current_text = f"{self._items[self._item_index].start}-{self._items[self._item_index].end}"
+        else:
+            current_text = "none (no item read yet)"
+        raise ValueError(
+            "DCPOptimizedS3Reader only supports sequentially accessing provided ranges: "
+            f"Range {start}-{end} not contained in current item {current_text}. {FALLBACK_GUIDANCE}"
+        )
+
+    def _copy_out(self, view: memoryview, start: int) -> None:
+        index = bisect_right(self._segment_starts, start) - 1
+        filled = 0
+        position = start
+        while filled < len(view):
+            segment = self._segments[index]
+            offset = position - self._segment_starts[index]
+            count = min(len(view) - filled, len(segment) - offset)
+            view[filled : filled + count] = segment[offset : offset + count]
+            filled += count
+            position += count
+            index += 1
+
+    # ---- reading ------------------------------------------------------------------------
+    def _check_read_size(self, size: Any) -> int:
+        if size is None:
+            raise ValueError(f"Size cannot be None; full read not supported. {FALLBACK_GUIDANCE}")
+        if not isinstance(size, int):
+            raise TypeError(f"argument should be integer or None, not {type(size)}")
+        if size < 0:
+            raise ValueError(f"Size cannot be negative; full read not supported. {FALLBACK_GUIDANCE}")
+        return size
+
+    def read(self, size: int | None = None) -> bytes:
+        """Read ``size`` bytes inside the current item or a later one."""
+        count = self._check_read_size(size)
+        self._check_open()
+        if count == 0:
+            return b""
+        self._item_for(self._position, self._position + count)
+        data = bytearray(count)
+        self._copy_out(memoryview(data), self._position)
+        self._position += count
+        return bytes(data)
+
+    def readinto(self, buf: Any) -> int:
+        """Read ``len(buf)`` bytes inside the current item or a later one into ``buf``."""
+        view = writable_view(buf)
+        self._check_open()
+        if len(view) == 0:
+            return 0
+        self._item_for(self._position, self._position + len(view))
+        self._copy_out(view, self._position)
+        self._position += len(view)
+        return len(view)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET, /) -> int:
+        """Move inside the current item, or forward; SEEK_END is not supported."""
+        if not isinstance(offset, int):
+            raise TypeError(f"integer argument expected, got {type(offset)}")
+        if whence not in (io.SEEK_SET, io.SEEK_CUR) or not isinstance(whence, int):
+            if isinstance(whence, int) or whence is None:
+                raise ValueError("whence must be SEEK_CUR or SEEK_SET integers")
+            raise TypeError(f"whence must be SEEK_CUR or SEEK_SET integers, got {type(whence)}")
+        self._check_open()
+        target = offset if whence == io.SEEK_SET else self._position + offset
+        self._position = check_position(target)
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+    def close(self) -> None:
+        self._drop_stream()
+        self._segments = []
+        self._segment_starts = []
+        super().close()
