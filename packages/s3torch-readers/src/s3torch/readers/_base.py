@@ -5,11 +5,11 @@ from __future__ import annotations
 import io
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any, Union
+from typing import Any
 
 from s3torch.client import GetObjectStream, HeadObjectResult, ObjectInfo
 
-ObjectInfoCallable = Callable[[], Union[ObjectInfo, HeadObjectResult]]
+ObjectInfoCallable = Callable[[], ObjectInfo | HeadObjectResult]
 GetStreamCallable = Callable[..., GetObjectStream]
 
 
