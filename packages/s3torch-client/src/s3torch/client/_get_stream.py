@@ -46,12 +46,12 @@ def _parse_content_range(value: str | None) -> tuple[int | None, int | None, int
 class _Body:
     """An open response body covering ``[position, end)``; resumes itself when cut."""
 
-    __slots__ = ("_fp", "_response", "_stream", "end", "position")
+    __slots__ = ("_response", "_source", "_stream", "end", "position")
 
     def __init__(self, stream: GetObjectStream, response: RawResponse, start: int, end: int) -> None:
         self._stream = stream
         self._response = response
-        self._fp = response.body._fp  # http.client.HTTPResponse: readinto goes socket -> our memory
+        self._source = response.body  # its readinto goes from the socket straight into our memory
         self.position = start
         self.end = end
 
@@ -66,7 +66,7 @@ class _Body:
         while filled < wanted:
             cause: BaseException | None = None
             try:
-                count = self._fp.readinto(view[filled:wanted])
+                count = self._source.readinto(view[filled:wanted])
             except BODY_ERRORS as error:
                 count, cause = 0, error
             if count:
@@ -103,7 +103,7 @@ class _Body:
                 status=response.status,
             )
         self._response = response
-        self._fp = response.body._fp
+        self._source = response.body
 
     def release(self) -> None:
         """Give the connection back to the pool (the body was read to its end)."""

@@ -20,6 +20,7 @@ import io
 import logging
 import os
 import random
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -40,9 +41,11 @@ from botocore.exceptions import (
     NoCredentialsError,
     ParamValidationError,
 )
+from botocore.httpsession import create_urllib3_context, get_cert_path
 
 from ._config import S3ClientConfig
 from ._exceptions import S3Exception, client_error, service_error
+from ._http import ConnectionPool
 from ._sigv4 import Credentials, SigV4Signer, canonical_query
 
 logger = logging.getLogger(__name__)
@@ -75,8 +78,9 @@ class BucketEndpoint:
     path_prefix: str  # the path part of base_url
     signer: SigV4Signer | None  # None: unsigned requests
     lean: bool  # False: this bucket's data path goes through botocore's client (S3 Express)
-    pool: Any  # the urllib3 connection pool botocore's HTTP session keeps for this endpoint
+    pool: Any  # our ConnectionPool (direct) or botocore's urllib3 pool (proxy, client certificate)
     target_base: str  # what precedes the key in the request line (absolute through a proxy)
+    direct: bool  # whether ``pool`` is our own minimal HTTP client
 
 
 class _ViewFile:
@@ -90,19 +94,55 @@ class _ViewFile:
 
 
 class _InMemoryBody:
-    """A response body a before-send handler made, with the urllib3 response methods we use."""
+    """A response body a before-send handler made, with the body methods the transport uses."""
 
     def __init__(self, payload: bytes) -> None:
-        self._fp = io.BytesIO(payload)
+        self._file = io.BytesIO(payload)
 
-    def read(self, amount: int | None = None) -> bytes:
-        return self._fp.read(amount)
+    def readinto(self, view: memoryview) -> int:
+        return self._file.readinto(view)
+
+    def read(self) -> bytes:
+        return self._file.read()
 
     def close(self) -> None:
-        self._fp.close()
+        self._file.close()
 
     def release_conn(self) -> None:
         pass
+
+
+class _Urllib3Body:
+    """A urllib3 response body (proxied endpoints, S3 Express) with the same methods as
+    ``_http.Body``; ``readinto`` goes through http.client straight into the caller's memory
+    (urllib3's own ``readinto`` reads into a temporary ``bytes`` first)."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+
+    def readinto(self, view: memoryview) -> int:
+        wanted = len(view)
+        filled = 0
+        while filled < wanted:
+            count = self._raw._fp.readinto(view[filled:])
+            if not count:
+                if self._raw._fp.length:  # the peer closed before the end of the body
+                    raise http.client.IncompleteRead(b"", self._raw._fp.length)
+                break
+            filled += count
+        return filled
+
+    def read(self) -> bytes:
+        data: bytes = self._raw.read()
+        return data
+
+    def close(self) -> None:
+        self._raw.close()
+
+    def release_conn(self) -> None:
+        self._raw.release_conn()
 
 
 def backoff(attempt: int) -> None:
@@ -191,6 +231,7 @@ class Transport:
         # Whether anything (moto's mock_aws, a stubber) may answer requests before they are sent.
         self._send_hooks = bool(self.client.meta.events._emitter._handlers.prefix_search("before-send.s3.GetObject"))
         self._endpoints: dict[str, BucketEndpoint] = {}
+        self._pools: dict[tuple[str, str, int | None], ConnectionPool] = {}
         self._endpoints_lock = threading.Lock()
         self.executor = ThreadPoolExecutor(max_workers=2 * self.concurrency, thread_name_prefix="s3torch")
         self.request_payer = {"RequestPayer": "requester"} if config.requester_pays else {}
@@ -232,14 +273,19 @@ class Transport:
         if not self.config.unsigned and not express:
             scope = parse_qs(query).get("X-Amz-Credential", [""])[0].split("/")
             signer = SigV4Signer(region=scope[2] if len(scope) == 5 else self.region, service="s3")
-        pool, target_base = None, parts.path
+        pool: Any = None
+        target_base = parts.path
+        direct = False
         if not express:
-            # botocore's own choices of proxy, pool and TLS verification for this URL.
             http = self._http
             proxy_url = http._proxy_config.proxy_url_for(base_url)
-            pool = http._get_connection_manager(base_url, proxy_url).connection_from_url(base_url)
-            http._setup_ssl_cert(pool, base_url, http._verify)
-            target_base = http._get_request_target(base_url, proxy_url)
+            if proxy_url is None and getattr(http, "_cert_file", None) is None:
+                pool, direct = self._direct_pool(parts.scheme, parts.hostname or "", parts.port), True
+            else:
+                # Through a proxy or with a client certificate: botocore's own urllib3 pool.
+                pool = http._get_connection_manager(base_url, proxy_url).connection_from_url(base_url)
+                http._setup_ssl_cert(pool, base_url, http._verify)
+                target_base = http._get_request_target(base_url, proxy_url)
         return BucketEndpoint(
             base_url=base_url,
             host=parts.netloc,
@@ -248,7 +294,43 @@ class Transport:
             lean=not express,
             pool=pool,
             target_base=target_base,
+            direct=direct,
         )
+
+    def _direct_pool(self, scheme: str, host: str, port: int | None) -> ConnectionPool:
+        key = (scheme, host, port)
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = ConnectionPool(
+                scheme,
+                host,
+                port or (443 if scheme == "https" else 80),
+                connect_timeout=self.config.connect_timeout,
+                read_timeout=self.config.read_timeout,
+                ssl_context=self._ssl_context() if scheme == "https" else None,
+                max_idle=2 * self.concurrency + 8,
+            )
+            self._pools[key] = pool
+        return pool
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        # The same trust as botocore's: AWS_CA_BUNDLE / ca_bundle / verify=False, else certifi.
+        verify = self._http._verify
+        context: ssl.SSLContext = create_urllib3_context()
+        if verify:
+            location = get_cert_path(verify) or None
+            if location is None:
+                context.load_default_certs()
+            elif os.path.isdir(location):
+                context.load_verify_locations(capath=location)
+            else:
+                context.load_verify_locations(cafile=location)
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.check_hostname = True
+        else:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
 
     def _signed_headers(
         self, endpoint: BucketEndpoint, method: str, path: str, query: str, headers: dict[str, str]
@@ -301,7 +383,7 @@ class Transport:
                 )
             except NoCredentialsError as error:
                 raise translate(error, operation, bucket, key) from error
-            except (BotoCoreError, urllib3.exceptions.HTTPError) as error:
+            except (BotoCoreError, urllib3.exceptions.HTTPError, OSError) as error:
                 if attempt >= self.config.max_attempts:
                     raise client_error(
                         f"{type(error).__name__}: {error} (after {attempt} attempts)",
@@ -351,11 +433,14 @@ class Transport:
             _, answer = self.client.meta.events.emit_until_response(f"before-send.s3.{operation}", request=probe)
             if answer is not None:
                 return answer.status_code, answer.headers, _InMemoryBody(answer.raw.read())
-        # Straight to the pool botocore made for this endpoint: no per-request URL parsing,
-        # pool lookup or header copying. urllib3 does no retries here; ``send`` does.
+        target = endpoint.target_base + suffix
+        if endpoint.direct:
+            response = endpoint.pool.request(method, target, headers, body)
+            return response.status, response.headers, response.body
+        # urllib3 does no retries here; ``send`` does.
         raw = endpoint.pool.urlopen(
             method,
-            endpoint.target_base + suffix,
+            target,
             body=body,
             headers=headers,
             retries=False,
@@ -364,7 +449,7 @@ class Transport:
             preload_content=False,
             decode_content=False,
         )
-        return raw.status, raw.headers, raw
+        return raw.status, raw.headers, _Urllib3Body(raw)
 
     def get_range(self, bucket: str, key: str, start: int, end: int | None, etag: str | None) -> RawResponse:
         """GET bytes ``[start, end)`` (``end=None``: to the end), pinned to ``etag`` when given.
@@ -392,7 +477,7 @@ class Transport:
         return RawResponse(
             metadata["HTTPStatusCode"],
             metadata["HTTPHeaders"],
-            result["Body"]._raw_stream,
+            _Urllib3Body(result["Body"]._raw_stream),
             metadata.get("RequestId"),
         )
 
@@ -439,6 +524,8 @@ class Transport:
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
+        for pool in self._pools.values():
+            pool.close()
         self.client.close()
 
 
