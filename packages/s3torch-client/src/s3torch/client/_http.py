@@ -113,10 +113,11 @@ class Connection:
 
 class Body:
     """A response body on its connection. ``readinto`` fills the caller's buffer from the socket
-    (fewer bytes only at the end of the body, or 0 and a raised error on a cut connection);
-    ``release_conn`` hands a fully read connection back to the pool; ``close`` drops it."""
+    (fewer bytes only at the end of the body, or when the connection is cut: the bytes that
+    arrived, and the error on the next call); ``release_conn`` hands a fully read connection
+    back to the pool; ``close`` drops it."""
 
-    __slots__ = ("_chunked", "_connection", "_keep_alive", "_pool", "_remaining")
+    __slots__ = ("_chunked", "_connection", "_cut", "_keep_alive", "_pool", "_remaining")
 
     def __init__(self, pool: ConnectionPool, connection: Connection, length: int | None, keep_alive: bool) -> None:
         self._pool = pool
@@ -124,6 +125,7 @@ class Body:
         self._chunked = length is None
         self._remaining = 0 if length is None else length
         self._keep_alive = keep_alive
+        self._cut: OSError | None = None  # a cut noticed after some bytes: raised by the next read
         if self._chunked:
             self._next_chunk()
 
@@ -140,16 +142,25 @@ class Body:
             self._chunked = False
 
     def readinto(self, view: memoryview) -> int:
+        if self._cut is not None:
+            raise self._cut
         connection = self._connection
         if connection is None:
             return 0
         filled = 0
         wanted = len(view)
         while filled < wanted and self._remaining:
-            count = connection.recv_into(view[filled : filled + min(wanted - filled, self._remaining)])
-            if count == 0:
+            try:
+                count = connection.recv_into(view[filled : filled + min(wanted - filled, self._remaining)])
+                if count == 0:
+                    raise HTTPError(f"connection closed with {self._remaining} bytes of the body missing")
+            except OSError as error:
                 self.close()
-                raise HTTPError(f"connection closed with {self._remaining} bytes of the body missing")
+                if not filled:
+                    raise
+                # Return what did arrive, so that a resume starts after it; report the cut next.
+                self._cut = error
+                return filled
             filled += count
             self._remaining -= count
             if self._remaining == 0 and self._chunked:
@@ -250,8 +261,9 @@ class ConnectionPool:
         closed is replaced once, transparently; other failures raise ``OSError``."""
         head = f"{method} {target} HTTP/1.1\r\n" + "".join(f"{name}: {value}\r\n" for name, value in headers.items())
         payload = (head + "\r\n").encode("latin-1")
+        fresh = False  # after a failure on a reused connection: one more try, on a new one
         while True:
-            connection, reused = self._get()
+            connection, reused = (self._connect(), False) if fresh else self._get()
             try:
                 if body is not None and len(body) <= _RECV_BYTES:
                     connection.sock.sendall(payload + bytes(body))
@@ -260,9 +272,13 @@ class ConnectionPool:
                     if body is not None:
                         connection.sock.sendall(body)
                 status, response_headers = connection.read_head()
+            except TimeoutError:
+                connection.close()  # a slow server, not a stale connection: the caller's retries decide
+                raise
             except (OSError, HTTPError):
                 connection.close()
                 if reused:
+                    fresh = True
                     continue  # the server dropped an idle connection: try a fresh one
                 raise
             break

@@ -1,0 +1,243 @@
+"""Timing, CPU accounting and medians.
+
+CPU is user + system time from ``getrusage``: of this process (every thread) for contenders that
+run in-process, of the child itself (``wait4``) for external programs such as curl. The servers
+run in other processes, so their CPU is never counted. Contenders of one scenario run
+interleaved: every round runs each of them once, starting one further down the list each round,
+so a drift of the machine (page cache, thermal, a noisy neighbour) spreads over all of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from settings import GIB
+
+
+class BenchmarkError(RuntimeError):
+    """A contender misbehaved (wrong byte count, failed command): its numbers would be meaningless."""
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """What one run of a contender moved."""
+
+    bytes: int
+    objects: int = 1
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One measured run."""
+
+    wall: float  # seconds
+    user: float  # CPU seconds
+    system: float
+    bytes: int
+    objects: int
+    server_cpu: float | None = None  # CPU seconds of the server's processes, where measurable
+    requests: int | None = None  # requests the server answered, where it counts them
+
+    @property
+    def cpu(self) -> float:
+        return self.user + self.system
+
+    @property
+    def megabytes_per_second(self) -> float:
+        return self.bytes / self.wall / 1e6
+
+    @property
+    def cpu_seconds_per_gib(self) -> float:
+        return self.cpu / (self.bytes / GIB) if self.bytes else float("nan")
+
+    @property
+    def objects_per_second(self) -> float:
+        return self.objects / self.wall
+
+    @property
+    def server_cpu_seconds_per_gib(self) -> float:
+        return float("nan") if self.server_cpu is None or not self.bytes else self.server_cpu / (self.bytes / GIB)
+
+    @property
+    def server_cpu_ms_per_object(self) -> float:
+        return float("nan") if self.server_cpu is None else 1000 * self.server_cpu / self.objects
+
+    @property
+    def cpu_ms_per_object(self) -> float:
+        return 1000 * self.cpu / self.objects
+
+
+def _nothing() -> None:
+    return None
+
+
+@dataclass
+class Contender:
+    """One way of doing a scenario's work. ``measure`` runs it once and returns what it cost;
+    ``after`` runs unmeasured after each run (for example deleting what a write created)."""
+
+    name: str
+    measure: Callable[[], Sample]
+    after: Callable[[], None] = field(default=_nothing)
+
+
+def _check(name: str, moved: Transfer, expected: Transfer) -> None:
+    if moved != expected:
+        raise BenchmarkError(
+            f"{name}: moved {moved.bytes} bytes in {moved.objects} objects,"
+            f" expected {expected.bytes} bytes in {expected.objects}"
+        )
+
+
+def in_process(
+    name: str, run: Callable[[], Transfer], expected: Transfer, after: Callable[[], None] = _nothing
+) -> Contender:
+    """A contender that runs in this process: CPU is this process's (all threads) during ``run``."""
+
+    def measure() -> Sample:
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        started = time.perf_counter()
+        moved = run()
+        wall = time.perf_counter() - started
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        _check(name, moved, expected)
+        return Sample(
+            wall, usage.ru_utime - before.ru_utime, usage.ru_stime - before.ru_stime, moved.bytes, moved.objects
+        )
+
+    return Contender(name, measure, after)
+
+
+def child_process(name: str, argv: Sequence[str], expected: Transfer, parse: Callable[[str], Transfer]) -> Contender:
+    """A contender that is an external program: CPU is the child's own rusage (``wait4``);
+    ``parse`` reads what it moved from its standard output."""
+
+    def measure() -> Sample:
+        with tempfile.TemporaryFile() as errors:
+            started = time.perf_counter()
+            process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errors)
+            assert process.stdout is not None
+            output = process.stdout.read()
+            # wait4, not Popen.wait: it returns the child's own rusage.
+            _, status, usage = os.wait4(process.pid, 0)
+            wall = time.perf_counter() - started
+            process.returncode = os.waitstatus_to_exitcode(status)
+            process.stdout.close()
+            if process.returncode != 0:
+                errors.seek(0)
+                message = errors.read().decode(errors="replace").strip()
+                raise BenchmarkError(f"{name}: {argv[0]} exited with {process.returncode}: {message}")
+        moved = parse(output.decode())
+        _check(name, moved, expected)
+        return Sample(wall, usage.ru_utime, usage.ru_stime, moved.bytes, moved.objects)
+
+    return Contender(name, measure)
+
+
+Progress = Callable[[int, Contender, Sample], None]
+
+
+def run_interleaved(
+    contenders: Sequence[Contender],
+    rounds: int,
+    progress: Progress | None = None,
+    server_cpu: Callable[[], float] | None = None,
+    server_requests: Callable[[], int] | None = None,
+) -> dict[str, list[Sample]]:
+    """``rounds`` rounds; each runs every contender once, the starting one rotating. With
+    ``server_cpu`` (cumulative CPU seconds of the server) and ``server_requests`` (requests it
+    answered so far), each sample also gets what the server spent and how many requests it took."""
+    samples: dict[str, list[Sample]] = {contender.name: [] for contender in contenders}
+    for round_index in range(rounds):
+        shift = round_index % len(contenders) if contenders else 0
+        for contender in [*contenders[shift:], *contenders[:shift]]:
+            gc.collect()  # the previous run's garbage is not this one's cost
+            server_before = server_cpu() if server_cpu is not None else 0.0
+            requests_before = server_requests() if server_requests is not None else 0
+            sample = contender.measure()
+            if server_cpu is not None:
+                sample = dataclasses.replace(sample, server_cpu=server_cpu() - server_before)
+            if server_requests is not None:
+                sample = dataclasses.replace(sample, requests=server_requests() - requests_before)
+            contender.after()
+            samples[contender.name].append(sample)
+            if progress is not None:
+                progress(round_index, contender, sample)
+    return samples
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The medians over the rounds of one contender."""
+
+    name: str
+    samples: tuple[Sample, ...]
+
+    def _median(self, metric: Callable[[Sample], float]) -> float:
+        return statistics.median(metric(sample) for sample in self.samples)
+
+    @property
+    def megabytes_per_second(self) -> float:
+        return self._median(lambda sample: sample.megabytes_per_second)
+
+    @property
+    def megabytes_per_second_range(self) -> tuple[float, float]:
+        values = [sample.megabytes_per_second for sample in self.samples]
+        return min(values), max(values)
+
+    @property
+    def cpu_seconds_per_gib(self) -> float:
+        return self._median(lambda sample: sample.cpu_seconds_per_gib)
+
+    @property
+    def objects_per_second(self) -> float:
+        return self._median(lambda sample: sample.objects_per_second)
+
+    @property
+    def cpu_ms_per_object(self) -> float:
+        return self._median(lambda sample: sample.cpu_ms_per_object)
+
+    @property
+    def server_cpu_seconds_per_gib(self) -> float:
+        return self._median(lambda sample: sample.server_cpu_seconds_per_gib)
+
+    @property
+    def server_cpu_ms_per_object(self) -> float:
+        return self._median(lambda sample: sample.server_cpu_ms_per_object)
+
+    @property
+    def requests(self) -> float:
+        return self._median(lambda sample: float("nan") if sample.requests is None else sample.requests)
+
+    @property
+    def wall(self) -> float:
+        return self._median(lambda sample: sample.wall)
+
+
+def progress_line(prefix: str) -> Progress:
+    """A progress callback printing one line per run to stderr (the table goes to stdout)."""
+
+    def report(round_index: int, contender: Contender, sample: Sample) -> None:
+        per_object = f", {sample.cpu_ms_per_object:.3f} ms CPU/object" if sample.objects > 1 else ""
+        if sample.server_cpu is not None:
+            per_object += f", server {sample.server_cpu_seconds_per_gib:.2f} CPU-s/GiB"
+        if sample.requests is not None:
+            per_object += f", {sample.requests} requests"
+        print(
+            f"  [{prefix} round {round_index + 1}] {contender.name}: {sample.megabytes_per_second:,.0f} MB/s,"
+            f" {sample.cpu_seconds_per_gib:.2f} CPU-s/GiB{per_object} ({sample.wall:.2f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return report

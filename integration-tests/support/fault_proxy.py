@@ -1,0 +1,375 @@
+"""A real TCP proxy in front of an S3 server that injects faults into chosen requests.
+
+It speaks just enough HTTP/1.1 to find request and response boundaries on keep-alive
+connections, records every request it sees (method, target, headers), and applies the first
+matching ``Rule`` to each request: answer with an S3 error instead of forwarding, close the
+connection without an answer, cut the response after some body bytes, or run a hook (for
+example: overwrite the object) before forwarding. Rules signal ``fired`` events, so tests wait
+on events instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import BinaryIO
+from urllib.parse import parse_qs, unquote, urlsplit
+
+_CHUNK = 64 * 1024
+
+
+@dataclass
+class RecordedRequest:
+    """One request as the proxy received it. Header names are lower-cased."""
+
+    method: str
+    target: str
+    headers: dict[str, str]
+    body_length: int
+    status: int | None = None  # status of the answer the client got, once known
+
+    @property
+    def path(self) -> str:
+        return unquote(urlsplit(self.target).path)
+
+    @property
+    def query(self) -> dict[str, str]:
+        return {
+            name: values[0] for name, values in parse_qs(urlsplit(self.target).query, keep_blank_values=True).items()
+        }
+
+    def is_object(self, bucket: str, key: str) -> bool:
+        """A request for ``s3://bucket/key`` (path-style addressing)."""
+        return self.path == f"/{bucket}/{key}"
+
+
+@dataclass
+class Rule:
+    """What to do with requests that ``match``; applies ``times`` times (``None``: always).
+
+    At most one of ``respond``, ``drop`` and ``cut_after`` is set; ``before`` runs first in any
+    case. ``respond`` answers with that HTTP status and an S3 error document of ``code``.
+    ``hold`` stalls the request until that event is set (then it is forwarded).
+    """
+
+    match: Callable[[RecordedRequest], bool]
+    respond: int | None = None
+    code: str = "InternalError"
+    drop: bool = False
+    cut_after: int | None = None
+    before: Callable[[RecordedRequest], None] | None = None
+    hold: threading.Event | None = None
+    times: int | None = 1
+    hits: int = 0
+    fired: threading.Event = field(default_factory=threading.Event)
+
+    def _take(self) -> bool:
+        if self.times is not None and self.hits >= self.times:
+            return False
+        self.hits += 1
+        return True
+
+
+def object_gets(bucket: str, key: str, nth: int | None = None) -> Callable[[RecordedRequest], bool]:
+    """Matches GETs of ``s3://bucket/key``; with ``nth``, only the nth one the proxy receives."""
+    seen = itertools.count(1)
+
+    def match(request: RecordedRequest) -> bool:
+        if request.method != "GET" or not request.is_object(bucket, key):
+            return False
+        return nth is None or next(seen) == nth
+
+    return match
+
+
+def part_uploads(part_number: int) -> Callable[[RecordedRequest], bool]:
+    """Matches UploadPart requests of part ``part_number``."""
+    return lambda request: request.method == "PUT" and request.query.get("partNumber") == str(part_number)
+
+
+class _Closed(Exception):
+    """The peer closed the connection."""
+
+
+def _read_head(stream: BinaryIO) -> tuple[str, list[tuple[str, str]]] | None:
+    first = stream.readline()
+    if not first:
+        return None
+    if not first.endswith(b"\r\n"):
+        raise _Closed
+    headers = []
+    while True:
+        line = stream.readline()
+        if not line.endswith(b"\r\n"):
+            raise _Closed
+        if line == b"\r\n":
+            return first.decode("latin-1").rstrip("\r\n"), headers
+        name, _, value = line.decode("latin-1").partition(":")
+        headers.append((name.strip(), value.strip()))
+
+
+def _read_exact(stream: BinaryIO, count: int) -> bytes:
+    data = stream.read(count)
+    if len(data) != count:
+        raise _Closed
+    return data
+
+
+def _read_chunked(stream: BinaryIO) -> bytes:
+    """A chunked body, returned still chunk-encoded (trailers included)."""
+    out = bytearray()
+    while True:
+        size_line = stream.readline()
+        if not size_line.endswith(b"\r\n"):
+            raise _Closed
+        out += size_line
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            while True:
+                trailer = stream.readline()
+                if not trailer.endswith(b"\r\n"):
+                    raise _Closed
+                out += trailer
+                if trailer == b"\r\n":
+                    return bytes(out)
+        out += _read_exact(stream, size + 2)
+
+
+def _encode_head(first: str, headers: list[tuple[str, str]]) -> bytes:
+    lines = [first, *(f"{name}: {value}" for name, value in headers)]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _header(headers: list[tuple[str, str]], name: str) -> str | None:
+    for key, value in headers:
+        if key.lower() == name:
+            return value
+    return None
+
+
+def error_response(status: int, code: str, *, head_only: bool, close: bool) -> bytes:
+    body = (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>'
+        + code.encode()
+        + b"</Code><Message>injected by the fault proxy</Message><RequestId>fault-proxy</RequestId></Error>"
+    )
+    headers = [
+        ("Content-Type", "application/xml"),
+        ("Content-Length", str(len(body))),
+        ("x-amz-request-id", "fault-proxy"),
+    ]
+    if close:
+        headers.append(("Connection", "close"))
+    return _encode_head(f"HTTP/1.1 {status} Injected", headers) + (b"" if head_only else body)
+
+
+class FaultProxy:
+    """A threaded TCP proxy on 127.0.0.1 in front of ``upstream`` (host, port).
+
+    Args:
+        upstream: Address of the S3 server.
+        host_header: When set, forwarded requests carry this ``Host`` instead of the client's
+            (moto routes unsigned requests by host name).
+    """
+
+    def __init__(self, upstream: tuple[str, int], *, host_header: str | None = None) -> None:
+        self.upstream = upstream
+        self.host_header = host_header
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._lock = threading.Lock()
+        self._rules: list[Rule] = []
+        self._requests: list[RecordedRequest] = []
+        self._sockets: set[socket.socket] = set()
+        self._threads: list[threading.Thread] = []
+        self._stopped = threading.Event()
+        self._acceptor = threading.Thread(target=self._accept, name="fault-proxy-accept", daemon=True)
+
+    # ---- control ----------------------------------------------------------------------
+    def start(self) -> FaultProxy:
+        self._acceptor.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopped.set()
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        with self._lock:
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _close(sock)
+        self._acceptor.join(timeout=10)
+        for thread in list(self._threads):
+            thread.join(timeout=10)
+
+    def add(self, rule: Rule) -> Rule:
+        with self._lock:
+            self._rules.append(rule)
+        return rule
+
+    def reset(self) -> None:
+        """Forget rules and recorded requests (connections stay open)."""
+        with self._lock:
+            self._rules.clear()
+            self._requests.clear()
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    def requests_for(self, bucket: str) -> list[RecordedRequest]:
+        """The recorded requests addressed to ``bucket`` (path-style)."""
+        return [r for r in self.requests if r.path == f"/{bucket}" or r.path.startswith(f"/{bucket}/")]
+
+    # ---- plumbing ---------------------------------------------------------------------
+    def _accept(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                self._sockets.add(client)
+            thread = threading.Thread(target=self._serve, args=(client,), name="fault-proxy-conn", daemon=True)
+            self._threads = [t for t in self._threads if t.is_alive()]
+            self._threads.append(thread)
+            thread.start()
+
+    def _pick(self, request: RecordedRequest) -> Rule | None:
+        chosen = None
+        with self._lock:
+            self._requests.append(request)
+            for rule in self._rules:
+                # Every rule sees every request, so counting predicates (object_gets(nth=...))
+                # count the requests the proxy received, whichever rule took them.
+                if rule.match(request) and chosen is None and rule._take():
+                    chosen = rule
+        return chosen
+
+    def _serve(self, client: socket.socket) -> None:
+        upstream: socket.socket | None = None
+        client_in = client.makefile("rb")
+        upstream_in: BinaryIO | None = None
+        try:
+            while True:
+                head = _read_head(client_in)
+                if head is None:
+                    return
+                first, headers = head
+                method, target, _ = first.split(" ", 2)
+                if (_header(headers, "expect") or "").lower() == "100-continue":
+                    client.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    headers = [(k, v) for k, v in headers if k.lower() != "expect"]
+                length = _header(headers, "content-length")
+                if length is not None:
+                    body = _read_exact(client_in, int(length))
+                elif (_header(headers, "transfer-encoding") or "").lower() == "chunked":
+                    body = _read_chunked(client_in)
+                else:
+                    body = b""
+                request = RecordedRequest(method, target, {k.lower(): v for k, v in headers}, len(body))
+                rule = self._pick(request)
+                if rule is not None:
+                    if rule.before is not None:
+                        rule.before(request)
+                    rule.fired.set()
+                    if rule.hold is not None:
+                        rule.hold.wait(timeout=60)
+                    if rule.drop:
+                        return
+                    if rule.respond is not None:
+                        request.status = rule.respond
+                        client.sendall(error_response(rule.respond, rule.code, head_only=method == "HEAD", close=False))
+                        continue
+                if upstream is None:
+                    upstream = socket.create_connection(self.upstream)
+                    with self._lock:
+                        self._sockets.add(upstream)
+                    upstream_in = upstream.makefile("rb")
+                assert upstream_in is not None
+                if self.host_header is not None:
+                    headers = [(k, self.host_header if k.lower() == "host" else v) for k, v in headers]
+                upstream.sendall(_encode_head(first, headers) + body)
+                keep_client, keep_upstream = self._relay(
+                    method, upstream_in, client, request, rule.cut_after if rule is not None else None
+                )
+                if not keep_client:
+                    return
+                if not keep_upstream:  # the server closes after each response: reconnect next time
+                    upstream_in.close()
+                    _close(upstream)
+                    with self._lock:
+                        self._sockets.discard(upstream)
+                    upstream, upstream_in = None, None
+        except (_Closed, OSError, ValueError):
+            return
+        finally:
+            for stream in (client_in, upstream_in):
+                if stream is not None:
+                    with contextlib.suppress(OSError):
+                        stream.close()
+            for sock in (client, upstream):
+                if sock is not None:
+                    _close(sock)
+                    with self._lock:
+                        self._sockets.discard(sock)
+
+    def _relay(
+        self, method: str, upstream_in: BinaryIO, client: socket.socket, request: RecordedRequest, cut_after: int | None
+    ) -> tuple[bool, bool]:
+        """Relay one response. Returns whether the client and the upstream connections stay open.
+
+        The client connection is kept alive whenever the body is delimited, even when the
+        server closes its side after each response (moto does): clients then see keep-alive
+        connections, as they do with S3.
+        """
+        head = _read_head(upstream_in)
+        if head is None:
+            raise _Closed
+        first, headers = head
+        status = int(first.split(" ", 2)[1])
+        request.status = status
+        upstream_open = (_header(headers, "connection") or "").lower() != "close"
+        length = _header(headers, "content-length")
+        chunked = (_header(headers, "transfer-encoding") or "").lower() == "chunked"
+        bodiless = method == "HEAD" or status in (204, 304) or 100 <= status < 200
+        if bodiless or length is not None or chunked:
+            headers = [(k, v) for k, v in headers if k.lower() != "connection"]
+        client.sendall(_encode_head(first, headers))
+        if bodiless:
+            return True, upstream_open
+        if length is not None:
+            remaining = int(length)
+            budget = cut_after
+            while remaining:
+                chunk = upstream_in.read(min(_CHUNK, remaining))
+                if not chunk:
+                    raise _Closed
+                remaining -= len(chunk)
+                if budget is not None:
+                    if len(chunk) >= budget:
+                        client.sendall(chunk[:budget])
+                        return False, False  # cut: close mid-body
+                    budget -= len(chunk)
+                client.sendall(chunk)
+            return cut_after is None, upstream_open and cut_after is None
+        if chunked:
+            client.sendall(_read_chunked(upstream_in))
+            return True, upstream_open
+        while chunk := upstream_in.read(_CHUNK):  # the body ends when the server closes
+            client.sendall(chunk)
+        return False, False
+
+
+def _close(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(OSError):
+        sock.close()

@@ -1,0 +1,201 @@
+"""The demo and the documentation's examples, run for real so that they cannot rot.
+
+* ``examples/demo.py`` runs in a subprocess and must exit 0 having printed every check.
+* Every ```` ```python ```` block of ``README.md`` and ``docs/pages/*.md`` whose opening fence
+  comes right after a line holding only ``<!-- test -->`` runs in a fresh interpreter, with
+  dummy credentials and ``AWS_ENDPOINT_URL_S3`` pointing at a local moto server on which an
+  empty bucket ``my-bucket`` exists. The examples are therefore written exactly as a user would
+  write them against AWS (``S3Client("us-east-1")``, bucket ``my-bucket``). A failing block is
+  reported with the document's own line numbers.
+* README's test command is the command ``.ci/run`` runs.
+
+These tests always use their own local server, also when the rest of the integration tests
+target a real bucket.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "examples" / "demo.py"
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs" / "pages").glob("*.md"))]
+RUNNABLE_MARKER = "<!-- test -->"
+EXAMPLE_BUCKET = "my-bucket"
+EXAMPLE_REGION = "us-east-1"
+DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+TIMEOUT_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class Snippet:
+    """A runnable code block of a document; ``line`` is the line of its first line of code."""
+
+    path: Path
+    line: int
+    code: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.path.relative_to(ROOT)}:{self.line}"
+
+
+def runnable_snippets(path: Path) -> list[Snippet]:
+    """The blocks of ``path`` marked runnable; a marker not followed by a python block is an error."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    snippets = []
+    for index, line in enumerate(lines):
+        if line.strip() != RUNNABLE_MARKER:
+            continue
+        where = f"{path.relative_to(ROOT)}:{index + 1}"
+        if index + 1 >= len(lines) or lines[index + 1].strip() != "```python":
+            raise ValueError(f"{where}: {RUNNABLE_MARKER} must be followed directly by a ```python fence")
+        first = index + 2
+        end = next((number for number in range(first, len(lines)) if lines[number].strip() == "```"), None)
+        if end is None:
+            raise ValueError(f"{where}: the ```python block is never closed")
+        snippets.append(Snippet(path, first + 1, textwrap.dedent("\n".join(lines[first:end])) + "\n"))
+    return snippets
+
+
+def fenced_block_under(markdown: str, heading: str) -> str:
+    """The content of the first fenced block after the heading line ``heading``."""
+    match = re.search(rf"^{re.escape(heading)}\s*$.*?^```[a-z]*\n(.*?)^```\s*$", markdown, re.MULTILINE | re.DOTALL)
+    assert match, f"no fenced code block under {heading!r}"
+    return match.group(1).strip()
+
+
+def isolated_environment(**extra: str) -> dict[str, str]:
+    """This process's environment without AWS settings (a developer's profile, endpoint or
+    credentials must not leak into the examples), plus ``extra``."""
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
+    environment.update(
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+        NO_PROXY="127.0.0.1,localhost",
+        no_proxy="127.0.0.1,localhost",
+        **extra,
+    )
+    return environment
+
+
+class ExampleServer:
+    """A moto S3 server for the documentation's examples."""
+
+    def __init__(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+
+    def fresh_bucket(self) -> None:
+        """Forget every bucket, then create the empty ``my-bucket`` the examples write to."""
+        urllib.request.urlopen(urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")).close()
+        s3 = boto3.client(
+            "s3",
+            region_name=EXAMPLE_REGION,
+            endpoint_url=self.endpoint,
+            aws_access_key_id=DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        )
+        s3.create_bucket(Bucket=EXAMPLE_BUCKET)
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+@pytest.fixture(scope="module")
+def example_server() -> Iterator[ExampleServer]:
+    server = ExampleServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+SNIPPETS = [snippet for document in DOCUMENTS for snippet in runnable_snippets(document)]
+
+
+@pytest.mark.parametrize("snippet", SNIPPETS, ids=[snippet.name for snippet in SNIPPETS])
+def test_documented_example_runs(snippet: Snippet, example_server: ExampleServer, tmp_path: Path) -> None:
+    example_server.fresh_bucket()
+    # Padded so that a traceback's line numbers are the document's.
+    script = tmp_path / f"{snippet.path.name}.py"
+    script.write_text("\n" * (snippet.line - 1) + snippet.code, encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=isolated_environment(AWS_ENDPOINT_URL_S3=example_server.endpoint, **DUMMY_CREDENTIALS),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_SECONDS,
+        check=False,
+    )
+    assert result.returncode == 0, f"the example at {snippet.name} failed:\n{result.stdout}\n{result.stderr}"
+
+
+def test_readme_quick_example_is_run() -> None:
+    readme = [snippet for snippet in SNIPPETS if snippet.path.name == "README.md"]
+    assert readme, f"README.md's quick example must be marked {RUNNABLE_MARKER} so that it is run"
+
+
+def test_demo_runs_end_to_end() -> None:
+    result = subprocess.run(
+        [sys.executable, str(DEMO)],
+        cwd=ROOT,
+        env=isolated_environment(),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_SECONDS,
+        check=False,
+    )
+    output = result.stdout
+    assert result.returncode == 0, f"examples/demo.py failed:\n{output}\n{result.stderr}"
+    for expected in (
+        "ok  uploaded as a 3-part multipart upload",
+        "ok  small object: one PutObject",
+        "ok  get_object_stream, iterated",
+        "ok  get_object_stream, readinto a preallocated buffer",
+        "ok  ranged read of bytes",
+        "ok  list_objects(prefix='data/')",
+        "ok  head_object: size",
+        "ok  copy_object: the copy reads back",
+        "ok  delete_object: the copy is gone",
+        "ok  GET of a missing key: S3Exception, code NoSuchKey",
+        "Service error: The key does not exist",
+        "ok  exception inside `with`: nothing published, no multipart upload left",
+    ):
+        assert expected in output, f"{expected!r} missing from the demo's output:\n{output}"
+    summary = re.search(r"^demo passed: (\d+) checks$", output, re.MULTILINE)
+    assert summary, output
+    assert int(summary.group(1)) == output.count("\nok  ") + output.startswith("ok  ")
+
+
+def test_readme_commands() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    test_command = fenced_block_under(readme, "## Run the tests")
+    ci_commands = [
+        line.strip()
+        for line in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
+    assert test_command == "nox"
+    assert ci_commands[-1] == test_command, "README's test command must be the command .ci/run runs"
+    demo_command = fenced_block_under(readme, "## Run the demo")
+    assert "\n" not in demo_command, "the demo is one command"
+    assert demo_command.endswith("python examples/demo.py")

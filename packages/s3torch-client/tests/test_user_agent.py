@@ -1,0 +1,77 @@
+"""``UserAgent``: the upstream layout of the prefix, comments, validation."""
+
+from __future__ import annotations
+
+import pickle
+import platform
+import re
+
+import pytest
+
+from s3torch.client import S3Client, UserAgent
+from s3torch.client import _user_agent as user_agent_module
+
+
+def test_prefix_layout() -> None:
+    prefix = UserAgent().prefix
+    assert prefix.startswith("s3torch-client/")
+    parts = prefix.split(" ")
+    assert parts[1] == "ua/2.1"
+    assert re.fullmatch(r"os/[a-z0-9]+#\S*", parts[2])
+    assert parts[3] == f"lang/python#{platform.python_version()}"
+    assert parts[4] == f"md/arch#{platform.machine().lower()}"
+    assert "(" not in prefix
+
+
+def test_version_is_the_distributions() -> None:
+    version = user_agent_module.package_version("s3torch-client")
+    assert version
+    assert UserAgent().prefix.startswith(f"s3torch-client/{version} ")
+
+
+def test_comments_are_rendered_in_parentheses() -> None:
+    assert UserAgent(["dcp", "2.13.0"]).prefix.endswith(" (dcp; 2.13.0)")
+    assert UserAgent(["md/dataset#map md/reader_type#sequential"]).prefix.endswith(
+        " (md/dataset#map md/reader_type#sequential)"
+    )
+
+
+def test_empty_comments_are_dropped() -> None:
+    base = UserAgent().prefix
+    assert UserAgent([]).prefix == base
+    assert UserAgent([""]).prefix == base
+    assert UserAgent(["", "a", "", "b"]).prefix == base + " (a; b)"
+    assert UserAgent(["", "a"]).comments == ["a"]
+
+
+@pytest.mark.parametrize("comments", ["dcp", ("a", "b"), {"a"}, ["a", 1], [None], 42])
+def test_comments_must_be_a_list_of_strings(comments: object) -> None:
+    with pytest.raises(ValueError, match=r"^Argument comments must be a List\[str\]$"):
+        UserAgent(comments)  # type: ignore[arg-type]
+
+
+def test_darwin_is_rendered_as_macos(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(user_agent_module.sys, "platform", "darwin")
+    assert " os/macos#" in UserAgent().prefix
+
+
+def test_pytorch_version_is_reported_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    versions = {"s3torch-client": "1.2.3", "torch": "2.13.0"}
+    monkeypatch.setattr(user_agent_module, "package_version", versions.get)
+    assert UserAgent(["x"]).prefix.startswith("s3torch-client/1.2.3 ua/2.1 ")
+    assert UserAgent(["x"]).prefix.endswith(" md/pytorch#2.13.0 (x)")
+    versions.pop("torch")
+    assert "md/pytorch" not in UserAgent().prefix
+
+
+def test_equality_pickle_and_client_prefix() -> None:
+    user_agent = UserAgent(["lightning", "2.5"])
+    assert user_agent == UserAgent(["lightning", "2.5"])
+    assert hash(user_agent) == hash(UserAgent(["lightning", "2.5"]))
+    assert user_agent != UserAgent(["lightning"])
+    assert pickle.loads(pickle.dumps(user_agent)) == user_agent
+    client = S3Client("us-east-1", user_agent=user_agent)
+    assert client.user_agent_prefix == user_agent.prefix
+    copy = pickle.loads(pickle.dumps(client))
+    assert copy.user_agent_prefix == user_agent.prefix  # nothing appended twice
+    assert S3Client("us-east-1").user_agent_prefix == UserAgent().prefix
