@@ -29,6 +29,10 @@ logger = logging.getLogger(__name__)
 
 #: First-byte latency above which parts are fetched in parallel straight away.
 LATENCY_THRESHOLD_SECONDS = 0.005
+#: A first part slower than this (or than half the throughput target, if lower) marks a capped
+#: connection: the rest goes as parallel parts. Real S3 gives one connection ~100 MB/s; a local
+#: store gives several hundred even on a busy machine, where parts only cost CPU.
+SLOW_CONNECTION_BYTES_PER_SECOND = 300e6
 
 
 def _parse_content_range(value: str | None) -> tuple[int | None, int | None, int | None]:
@@ -249,7 +253,8 @@ class GetObjectStream:
             # The first part has been consumed: judge the connection by its rate.
             elapsed = time.perf_counter() - self._first_request_at
             rate = self._first_part_bytes / max(elapsed, 1e-9)
-            if rate < self._transport.config.throughput_target_gbps * 1e9 / 8 / 2:
+            target = self._transport.config.throughput_target_gbps * 1e9 / 8
+            if rate < min(target / 2, SLOW_CONNECTION_BYTES_PER_SECOND):
                 self._go_parallel()
                 return self._next_source()
         start = self._requested

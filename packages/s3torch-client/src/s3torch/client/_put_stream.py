@@ -48,7 +48,7 @@ class PutObjectStream:
         self._filled = 0
         self._part_number = 0
         self._upload_id: str | None = None
-        self._in_flight: deque[tuple[int, bytearray, Future[str]]] = deque()
+        self._in_flight: deque[tuple[int, bytearray, Future[tuple[str, str | None]]]] = deque()
         self._in_flight_bytes = 0
         self._etags: list[dict[str, Any]] = []
         self._spare: list[bytearray] = []
@@ -84,6 +84,8 @@ class PutObjectStream:
             params: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key, **transport.request_payer}
             if self._storage_class:
                 params["StorageClass"] = self._storage_class
+            if transport.upload_checksums:
+                params["ChecksumAlgorithm"] = "CRC32"
             result = transport.call("CreateMultipartUpload", self.bucket, self.key, "create_multipart_upload", **params)
             self._upload_id = result["UploadId"]
             logger.debug("CreateMultipartUpload s3://%s/%s upload id %s", self.bucket, self.key, self._upload_id)
@@ -119,8 +121,11 @@ class PutObjectStream:
     def _collect_oldest(self) -> None:
         part_number, buffer, future = self._in_flight.popleft()
         self._in_flight_bytes -= len(buffer)
-        etag = future.result()  # raises the part's error
-        self._etags.append({"PartNumber": part_number, "ETag": etag})
+        etag, checksum = future.result()  # raises the part's error
+        part: dict[str, Any] = {"PartNumber": part_number, "ETag": etag}
+        if checksum is not None:
+            part["ChecksumCRC32"] = checksum
+        self._etags.append(part)
         self._spare.append(buffer)
 
     def close(self) -> None:

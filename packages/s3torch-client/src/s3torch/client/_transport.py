@@ -15,6 +15,7 @@ A transport belongs to one process: after ``fork`` the child builds its own.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import io
 import logging
@@ -23,6 +24,7 @@ import random
 import ssl
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -145,6 +147,11 @@ class _Urllib3Body:
         self._raw.release_conn()
 
 
+def crc32_base64(data: memoryview) -> str:
+    """S3's ``x-amz-checksum-crc32`` of ``data`` (zlib releases the GIL for large buffers)."""
+    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+
+
 def backoff(attempt: int) -> None:
     """Full-jitter exponential back-off before retry number ``attempt`` (1-based)."""
     time.sleep(random.uniform(0, min(_BACKOFF_CAP_SECONDS, _BACKOFF_BASE_SECONDS * 2**attempt)))
@@ -235,6 +242,10 @@ class Transport:
         self._endpoints_lock = threading.Lock()
         self.executor = ThreadPoolExecutor(max_workers=2 * self.concurrency, thread_name_prefix="s3torch")
         self.request_payer = {"RequestPayer": "requester"} if config.requester_pays else {}
+        # Upload integrity as boto3 does it: CRC32 on every PUT unless checksums are asked for only
+        # "when_required" (AWS_REQUEST_CHECKSUM_CALCULATION, for stores that reject them).
+        calculation = getattr(self.client.meta.config, "request_checksum_calculation", None) or "when_supported"
+        self.upload_checksums = calculation == "when_supported"
 
     # ---- control path -------------------------------------------------------------------
     def call(self, operation: str, bucket: str | None, key: str | None, method: str, **params: Any) -> Any:
@@ -490,16 +501,21 @@ class Transport:
         query: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
         operation: str = "PutObject",
-    ) -> str:
-        """PUT ``body`` (PutObject, or UploadPart with ``query``); returns the ETag."""
+    ) -> tuple[str, str | None]:
+        """PUT ``body`` (PutObject, or UploadPart with ``query``); returns the ETag and the CRC32
+        checksum S3 verified (base64), or None when checksums are off."""
+        checksum = crc32_base64(body) if self.upload_checksums else None
         if not self.bucket_endpoint(bucket).lean:
-            return self._put_via_client(bucket, key, body, query, headers, operation)
+            return self._put_via_client(bucket, key, body, query, headers, operation, checksum), checksum
         request_headers = {"Content-Length": str(body.nbytes), **(headers or {})}
+        if checksum is not None:
+            request_headers["x-amz-sdk-checksum-algorithm"] = "CRC32"
+            request_headers["x-amz-checksum-crc32"] = checksum
         response = self.send(operation, bucket, key, "PUT", query=query, headers=request_headers, body=body)
         response.body.read()
         response.body.release_conn()
         etag: str = response.headers.get("ETag", "")
-        return etag
+        return etag, checksum
 
     def _put_via_client(
         self,
@@ -509,8 +525,11 @@ class Transport:
         query: dict[str, str] | None,
         headers: dict[str, str] | None,
         operation: str,
+        checksum: str | None,
     ) -> str:
         params: dict[str, Any] = {"Bucket": bucket, "Key": key, "Body": body.tobytes(), **self.request_payer}
+        if checksum is not None:
+            params["ChecksumCRC32"] = checksum
         if query:
             params["PartNumber"] = int(query["partNumber"])
             params["UploadId"] = query["uploadId"]
