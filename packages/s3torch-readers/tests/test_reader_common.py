@@ -335,3 +335,10 @@ def test_lines_and_iteration_come_from_io_base(make: MakeReader) -> None:
     assert list(reader) == [b"line two\n", b"\n", b"last"]
     reader.seek(0)
     assert reader.readlines() == io.BytesIO(text).readlines()
+
+
+def test_text_mode_reads_lines_through_read1(make: MakeReader) -> None:
+    reader = make(FakeObject(b"epoch,loss\n0,1.5\n1,0.75\n"))
+    text = io.TextIOWrapper(reader, encoding="utf-8")
+    assert text.readlines() == ["epoch,loss\n", "0,1.5\n", "1,0.75\n"]
+    assert reader.tell() == 24

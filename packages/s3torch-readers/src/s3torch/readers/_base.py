@@ -104,6 +104,14 @@ class S3Reader(ABC, io.BufferedIOBase):
     def tell(self) -> int:
         """The current position."""
 
+    def read1(self, size: int = -1, /) -> bytes:
+        """As ``read``: a reader has no raw stream below it (lets ``io.TextIOWrapper`` read lines)."""
+        return self.read(size)
+
+    def readinto1(self, buf: Any, /) -> int:
+        """As ``readinto``."""
+        return self.readinto(buf)
+
     def prefetch(self) -> None:
         """Start fetching data, where the strategy fetches ahead (a no-op otherwise)."""
 
