@@ -25,7 +25,7 @@ import nox
 ROOT = Path(__file__).parent
 PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 # Dependency order: each package only needs the ones before it.
-PACKAGES = ["s3torch-client", "s3torch-readers"]
+PACKAGES = ["s3torch-client", "s3torch-readers", "s3torch-lightning"]
 PYTHON_VERSIONS = ["3.11", "3.10", "3.12", "3.13"]
 TORCH_VERSIONS = ["2.13.0", "2.15.0", "2.14.1", "2.12.1", "2.9.1", "2.3.1"]
 
@@ -137,6 +137,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHONS[:1])
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over every package's src/."""
+    install_torch(session, TORCHES[0])  # before the packages: they would pull a CUDA build
     install_packages(session, "typecheck")
     session.run("mypy")
 
@@ -144,6 +145,7 @@ def typecheck(session: nox.Session) -> None:
 @nox.session(python=PYTHONS[:1])
 def docs(session: nox.Session) -> None:
     """Build the documentation site, warnings as errors."""
+    install_torch(session, TORCHES[0])  # before the packages: they would pull a CUDA build
     install_packages(session, "docs")
     # mkdocs resolves a relative --site-dir against the config's folder: pass an absolute one.
     site = Path(session.create_tmp()).resolve() / "site"
@@ -153,6 +155,7 @@ def docs(session: nox.Session) -> None:
 @nox.session(python=PYTHONS[:1])
 def demo(session: nox.Session) -> None:
     """examples/demo.py end to end against an embedded local moto server."""
+    install_torch(session, TORCHES[0])  # before the packages: they would pull a CUDA build
     install_packages(session, "demo")
     session.run("python", "examples/demo.py")
 
