@@ -25,7 +25,7 @@ import nox
 ROOT = Path(__file__).parent
 PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 # Dependency order: each package only needs the ones before it.
-PACKAGES = ["s3torch-client", "s3torch-readers", "s3torch-lightning"]
+PACKAGES = ["s3torch-client", "s3torch-readers", "s3torch-dcp", "s3torch-lightning"]
 PYTHON_VERSIONS = ["3.11", "3.10", "3.12", "3.13"]
 TORCH_VERSIONS = ["2.13.0", "2.15.0", "2.14.1", "2.12.1", "2.9.1", "2.3.1"]
 
@@ -202,10 +202,33 @@ def release(session: nox.Session) -> None:
         session.run("uv", "pip", "install", "--quiet", "--python", python, *constraints, *wheels, external=True)
         imports = "; ".join(f"import s3torch.{package.removeprefix('s3torch-')}" for package in PACKAGES)
         session.run(python, "-I", "-c", imports, external=True)
+        # s3torch is a namespace: no distribution may ship s3torch/__init__.py.
         session.run(
+            python, "-I", "-c", "import s3torch; assert s3torch.__file__ is None, s3torch.__file__", external=True
+        )
+    # A checkpoint-only user: the s3torch-dcp wheel alone brings client, readers and torch, never lightning.
+    dcp_wheels = [wheel for wheel in wheels if Path(wheel).name.startswith("s3torch_dcp-")]
+    with tempfile.TemporaryDirectory(prefix="s3torch-dcp-only-") as scratch:
+        venv = Path(scratch) / "venv"
+        session.run("uv", "venv", "--quiet", "--python", sys.executable, str(venv), external=True)
+        python = str(venv / "bin" / "python")
+        torch_wheel = _local_torch_wheel(TORCHES[0])
+        # The siblings come from dist/ (they are not on an index yet); the dcp wheel pulls them by its pins.
+        session.run(
+            "uv",
+            "pip",
+            "install",
+            "--quiet",
+            "--python",
             python,
-            "-I",
-            "-c",
-            "import s3torch, sys; sys.exit(hasattr(s3torch, '__file__') and s3torch.__file__ is not None)",
+            *([torch_wheel] if torch_wheel else []),
+            "--find-links",
+            str(dist),
+            *dcp_wheels,
             external=True,
         )
+        check = (
+            "import importlib.util as u, s3torch.dcp, s3torch.readers, s3torch.client, torch; "
+            "assert u.find_spec('lightning') is None and u.find_spec('pytorch_lightning') is None, 'lightning came'"
+        )
+        session.run(python, "-I", "-c", check, external=True)

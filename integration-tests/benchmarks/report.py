@@ -57,10 +57,12 @@ def _evaluate_ratio(check: Ratio, summaries: dict[str, Summary], unit: Unit) -> 
     else:
         ratio, metric = numerator.megabytes_per_second / denominator.megabytes_per_second, "MB/s"
     text = f"{label}: {ratio:.2f}x {metric}"
-    if check.at_least is None and check.above is None:
+    if check.at_least is None and check.above is None and check.at_most is None:
         return Verdict(f"{text}  ({check.reference})" if check.reference else text, "info")
     if check.at_least is not None:
         met, target = ratio >= check.at_least, f">= {check.at_least}x"
+    elif check.at_most is not None:
+        met, target = ratio <= check.at_most, f"<= {check.at_most}x"
     else:
         met, target = ratio > (check.above or 0.0), f"> {check.above}x"
     if check.cpu_at_most is not None:

@@ -40,6 +40,7 @@ class Ratio:
     denominator: str
     at_least: float | None = None  # target: ratio >= at_least
     above: float | None = None  # target: ratio > above
+    at_most: float | None = None  # target: ratio <= at_most (for costs: metric="cpu")
     cpu_at_most: float | None = None  # and the numerator's CPU-s/GiB at most this
     metric: Literal["throughput", "cpu"] = "throughput"
     #: Shown next to an informational ratio, e.g. what DESIGN.md measured elsewhere.

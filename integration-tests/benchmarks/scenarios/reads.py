@@ -20,6 +20,7 @@ BOTO3_DOWNLOAD = "boto3 download_fileobj"
 BOTO3_PARALLEL = "boto3 8 parallel 8 MiB GETs"
 S3TORCH_ITERATE = "s3torch stream, iterate"
 S3TORCH_READINTO = "s3torch stream, readinto"
+SEQUENTIAL_READINTO = "SequentialS3Reader, readinto"
 
 READ_BUFFER_SIZE = 8 * MIB
 PARALLEL_RANGES = 8
@@ -30,6 +31,9 @@ RANGE_SIZE = 8 * MIB
 LOOPBACK_VERSUS_CURL = 0.9
 LOOPBACK_CPU_SECONDS_PER_GIB = 0.35
 S3_LIKE_VERSUS_ONE_GET = 5.0
+#: The readers issue: the sequential reader read with readinto costs at most 15% more CPU than
+#: the raw client stream it sits on.
+SEQUENTIAL_CPU_VERSUS_STREAM = 1.15
 
 
 def _curl_bytes(output: str) -> Transfer:
@@ -122,8 +126,20 @@ def build(context: BenchContext, profile: str) -> Scenario:
             total += count
         return Transfer(total)
 
+    def sequential_readinto() -> Transfer:
+        reader = client.get_object(bucket, key)  # the default constructor: SequentialS3Reader
+        total = 0
+        while count := reader.readinto(buffer):
+            total += count
+        reader.close()
+        return Transfer(total)
+
     contenders += [in_process(S3TORCH_ITERATE, s3torch_iterate, expected)]
     contenders += [in_process(S3TORCH_READINTO, s3torch_readinto, expected)]
+    contenders += [in_process(SEQUENTIAL_READINTO, sequential_readinto, expected)]
+    sequential_versus_stream = Ratio(
+        SEQUENTIAL_READINTO, S3TORCH_READINTO, metric="cpu", at_most=SEQUENTIAL_CPU_VERSUS_STREAM
+    )
 
     checks: list[Check]
     if profile == LOOPBACK:
@@ -132,6 +148,7 @@ def build(context: BenchContext, profile: str) -> Scenario:
             Ratio(S3TORCH_ITERATE, CURL, at_least=LOOPBACK_VERSUS_CURL, cpu_at_most=LOOPBACK_CPU_SECONDS_PER_GIB),
             Ratio(S3TORCH_READINTO, BOTO3_GET),
             Ratio(S3TORCH_READINTO, BOTO3_DOWNLOAD),
+            sequential_versus_stream,
         ]
     elif profile == S3_LIKE:
         checks = [
@@ -140,6 +157,7 @@ def build(context: BenchContext, profile: str) -> Scenario:
             Ratio(S3TORCH_READINTO, BOTO3_PARALLEL),
             Ratio(S3TORCH_READINTO, BOTO3_DOWNLOAD),
             Ratio(S3TORCH_READINTO, CURL),
+            sequential_versus_stream,
         ]
     else:
         checks = [

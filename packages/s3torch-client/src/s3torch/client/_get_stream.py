@@ -27,8 +27,9 @@ from ._transport import BODY_ERRORS, RawResponse, Transport, backoff, discard
 
 logger = logging.getLogger(__name__)
 
-#: First-byte latency above which parts are fetched in parallel straight away.
-LATENCY_THRESHOLD_SECONDS = 0.005
+#: First-byte latency above which parts are fetched in parallel straight away (S3's is tens of
+#: milliseconds; a local store's is well under one, even on a busy machine).
+LATENCY_THRESHOLD_SECONDS = 0.010
 #: A first part slower than this (or than half the throughput target, if lower) marks a capped
 #: connection: the rest goes as parallel parts. Real S3 gives one connection ~100 MB/s; a local
 #: store gives several hundred even on a busy machine, where parts only cost CPU.
@@ -160,6 +161,10 @@ class GetObjectStream:
         self._parallel = False
         self._parts: deque[Future[memoryview]] = deque()
         self._leftover: memoryview | None = None
+        # Part buffers ``readinto`` has copied out, for the next parts: fresh memory costs more
+        # CPU here than the copy (page faults), so a stream read with readinto reuses its own.
+        self._spare: list[bytearray] = []
+        self._leftover_spare = False  # whether the leftover's buffer may be reused once consumed
         self._started = False
         self._closed = False
 
@@ -229,7 +234,11 @@ class GetObjectStream:
         self._parts.append(self._transport.executor.submit(self._fetch_part, start, end))
 
     def _fetch_part(self, start: int, end: int) -> memoryview:
-        buffer = memoryview(bytearray(end - start))
+        try:
+            spare = self._spare.pop()  # list.pop is atomic: parts are fetched on pool threads
+        except IndexError:
+            spare = None
+        buffer = memoryview(spare if spare is not None and len(spare) == end - start else bytearray(end - start))
         body = _Body(self, self._request(start, end), start, end)
         try:
             body.readinto(buffer)
@@ -244,6 +253,7 @@ class GetObjectStream:
         if self._parts:
             part = self._parts.popleft()
             self._leftover = part.result()
+            self._leftover_spare = True
             if self._requested < self._limit:
                 self._schedule_part()
             return True
@@ -261,6 +271,12 @@ class GetObjectStream:
         self._body = _Body(self, self._request(start, self._limit), start, self._limit)
         self._requested = self._limit
         return True
+
+    def _recycle(self, consumed: memoryview) -> None:
+        owner = consumed.obj
+        if self._leftover_spare and isinstance(owner, bytearray) and len(self._spare) < self._window:
+            self._spare.append(owner)
+        self._leftover_spare = False
 
     # ---- consumer API -----------------------------------------------------------------
     def start(self) -> None:
@@ -284,7 +300,11 @@ class GetObjectStream:
             if self._leftover is not None:
                 count = min(wanted - filled, len(self._leftover))
                 view[filled : filled + count] = self._leftover[:count]
-                self._leftover = self._leftover[count:] if count < len(self._leftover) else None
+                if count < len(self._leftover):
+                    self._leftover = self._leftover[count:]
+                else:
+                    self._recycle(self._leftover)
+                    self._leftover = None
             elif self._body is not None:
                 count = self._body.readinto(view[filled:])
                 if count == 0 or self._body.position == self._body.end:
@@ -308,6 +328,7 @@ class GetObjectStream:
         while True:
             if self._leftover is not None:
                 chunk, self._leftover = self._leftover, None
+                self._leftover_spare = False  # the consumer keeps it
                 self._position += len(chunk)
                 return chunk
             if self._body is not None:
@@ -335,6 +356,7 @@ class GetObjectStream:
             part.cancel()
         self._parts.clear()
         self._leftover = None
+        self._spare.clear()
         if self._body is not None:
             self._body.abandon()
             self._body = None

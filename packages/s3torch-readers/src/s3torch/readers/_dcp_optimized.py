@@ -5,13 +5,22 @@ into range groups: neighbours whose gap is at most ``max_gap_size`` share one ra
 Items are then served one at a time, each as the memoryview segments of the stream's chunks that
 hold it (no copy into a growing buffer); access is free inside the current item and forward-only
 across items.
+
+Groups are fetched one after another as reads reach them, unless the caller declares with
+``prefetch()`` that it will read the items in order (as a DCP load does): then the next
+``PREFETCH_GROUPS`` groups are fetched concurrently, in the background, while the current one is
+consumed, each at most ``PREFETCH_BYTES_PER_GROUP`` ahead of use.
 """
 
 from __future__ import annotations
 
 import io
 import math
+import os
+import threading
 from bisect import bisect_right
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +36,14 @@ from ._base import (
 )
 
 DEFAULT_MAX_GAP_SIZE = 32 * 1024 * 1024
+
+#: After ``prefetch()``: range groups fetched ahead of the one being read, each at most this
+#: many bytes ahead of use, so one reader holds at most about
+#: ``PREFETCH_GROUPS * PREFETCH_BYTES_PER_GROUP`` bytes it was not asked for yet.
+PREFETCH_GROUPS = 4
+PREFETCH_BYTES_PER_GROUP = 16 * 1024 * 1024
+#: Threads of the process-wide pool that fetches groups ahead, shared by every reader.
+PREFETCH_WORKERS = 8
 
 FALLBACK_GUIDANCE = (
     "The DCP-optimized reader serves only the byte ranges of a torch.distributed.checkpoint load plan, in"
@@ -86,6 +103,64 @@ def coalesce(ranges: list[ItemRange], max_gap_size: float) -> list[RangeGroup]:
     return groups
 
 
+class _Pool:
+    """The process's prefetch threads, made on first use and made anew in a forked child."""
+
+    def __init__(self) -> None:
+        self._executor: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    def get(self) -> ThreadPoolExecutor:
+        if self._pid != os.getpid():  # forked without the at-fork hook
+            self.forget()
+        executor = self._executor
+        if executor is None:
+            with self._lock:
+                executor = self._executor
+                if executor is None:
+                    executor = ThreadPoolExecutor(PREFETCH_WORKERS, thread_name_prefix="s3torch-dcp-prefetch")
+                    self._executor = executor
+        return executor
+
+    def forget(self) -> None:
+        # The parent's threads do not exist in the child.
+        self._executor = None
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+
+_POOL = _Pool()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_POOL.forget)
+
+
+def _fill(stream: GetObjectStream, limit: int) -> list[memoryview]:
+    """Take chunks of ``stream`` until ``limit`` bytes or its end (runs on the prefetch pool)."""
+    chunks: list[memoryview] = []
+    taken = 0
+    for chunk in stream:
+        chunks.append(chunk)
+        taken += len(chunk)
+        if taken >= limit:
+            break
+    return chunks
+
+
+@dataclass
+class _GroupFetch:
+    """A range group being fetched ahead: its stream is the fetch's until ``future`` is done."""
+
+    stream: GetObjectStream
+    future: Future[list[memoryview]]
+
+    def discard(self) -> None:
+        if self.future.cancel():
+            self.stream.close()
+        else:  # running: close the stream once the fetch lets go of it
+            self.future.add_done_callback(lambda _: self.stream.close())
+
+
 def check_max_gap_size(max_gap_size: Any) -> float:
     if isinstance(max_gap_size, bool) or not isinstance(max_gap_size, (int, float)):
         raise TypeError(f"max_gap_size must be int or float, got {type(max_gap_size).__name__}")
@@ -111,6 +186,11 @@ class DCPOptimizedS3Reader(S3Reader):
         get_stream: GetStreamCallable,
         max_gap_size: float = DEFAULT_MAX_GAP_SIZE,
     ) -> None:
+        # Set before anything can raise: io.IOBase's finalizer calls close() on a half-built reader.
+        self._stream: GetObjectStream | None = None
+        self._leftover: memoryview | None = None  # yielded by the stream, not yet used
+        self._ahead: dict[int, _GroupFetch] = {}  # group index -> its fetch ahead (after prefetch())
+        self._pending: deque[memoryview] = deque()  # fetched ahead for the current group, unused
         super().__init__(bucket, key, get_object_info, get_stream)
         if not key:
             raise ValueError("Key should be specified")
@@ -122,11 +202,11 @@ class DCPOptimizedS3Reader(S3Reader):
         self._segment_starts: list[int] = []
         self._segments: list[memoryview] = []
         self._group_index = -1
-        self._stream: GetObjectStream | None = None
         self._stream_position = 0  # offset in the object of the next byte the stream yields
-        self._leftover: memoryview | None = None  # yielded by the stream, not yet used
         self._position = 0
         self._etag: str | None = None  # the version every group's stream is pinned to
+        self._read_ahead = 0  # groups fetched ahead; set by prefetch()
+        self._responded = False  # a stream of this reader has answered (its version is known)
 
     @property
     def groups(self) -> list[RangeGroup]:
@@ -138,6 +218,8 @@ class DCPOptimizedS3Reader(S3Reader):
         if self._leftover is not None:
             chunk, self._leftover = self._leftover, None
             return chunk
+        if self._pending:
+            return self._pending.popleft()
         assert self._stream is not None
         try:
             chunk = next(self._stream)
@@ -147,6 +229,9 @@ class DCPOptimizedS3Reader(S3Reader):
                 f"S3 stream exhausted at position {self._stream_position} {where} item {item.start}-{item.end}"
             ) from None
         self._etag = self._etag or self._stream.etag
+        if not self._responded:
+            self._responded = True
+            self._schedule_ahead()  # now the groups ahead can be pinned to the version just seen
         return chunk
 
     def _load(self, index: int) -> None:
@@ -154,10 +239,7 @@ class DCPOptimizedS3Reader(S3Reader):
         group_index = self._group_of_item[index]
         if group_index != self._group_index:
             self._drop_stream()
-            group = self._groups[group_index]
-            self._stream = pinned(self._get_stream(group.start, group.end), self._etag)
-            self._group_index = group_index
-            self._stream_position = group.start
+            self._open_group(group_index)
         self._segment_starts = []
         self._segments = []
         while self._stream_position < item.start:  # skip the gap before the item
@@ -176,11 +258,56 @@ class DCPOptimizedS3Reader(S3Reader):
                 self._leftover = chunk[take:]
         self._item_index = index
 
+    def _open_group(self, index: int) -> None:
+        group = self._groups[index]
+        for skipped in [ahead for ahead in self._ahead if ahead < index]:
+            self._ahead.pop(skipped).discard()
+        fetch = self._ahead.pop(index, None)
+        if fetch is None:
+            self._stream = pinned(self._get_stream(group.start, group.end), self._etag)
+        else:
+            try:
+                chunks = fetch.future.result()
+            except BaseException:
+                fetch.stream.close()
+                raise
+            self._stream = fetch.stream
+            self._pending.extend(chunks)
+        self._group_index = index
+        self._stream_position = group.start
+        self._schedule_ahead()
+
+    def _schedule_ahead(self) -> None:
+        """After ``prefetch()``: start fetching the groups after the current one, up to
+        ``PREFETCH_GROUPS`` of them, once the object's version is known (to pin them to it)."""
+        if not self._read_ahead or not self._responded or self._group_index < 0:
+            return
+        last = min(len(self._groups), self._group_index + 1 + self._read_ahead)
+        pool: ThreadPoolExecutor | None = None
+        for index in range(self._group_index + 1, last):
+            if index in self._ahead:
+                continue
+            pool = pool or _POOL.get()
+            group = self._groups[index]
+            stream = pinned(self._get_stream(group.start, group.end), self._etag)
+            self._ahead[index] = _GroupFetch(stream, pool.submit(_fill, stream, PREFETCH_BYTES_PER_GROUP))
+
     def _drop_stream(self) -> None:
         if self._stream is not None:
             self._stream.close()
         self._stream = None
         self._leftover = None
+        self._pending.clear()
+
+    def prefetch(self) -> None:
+        """Declare that the items will be read in order, each of them (as a
+        ``torch.distributed.checkpoint`` load reads a file): from then on, the
+        ``PREFETCH_GROUPS`` range groups after the current one are fetched concurrently in the
+        background, up to ``PREFETCH_BYTES_PER_GROUP`` each. Without it, a group is fetched when
+        a read reaches it, and a group that reads skip is never fetched."""
+        self._check_open()
+        self._read_ahead = PREFETCH_GROUPS
+        self._schedule_ahead()
 
     def _item_for(self, start: int, end: int) -> None:
         """Make the item holding ``[start, end)`` current, moving forward only."""
@@ -269,6 +396,9 @@ class DCPOptimizedS3Reader(S3Reader):
 
     def close(self) -> None:
         self._drop_stream()
+        for fetch in self._ahead.values():
+            fetch.discard()
+        self._ahead.clear()
         self._segments = []
         self._segment_starts = []
         super().close()

@@ -1,0 +1,42 @@
+"""s3torch.dcp: PyTorch checkpoints on S3 (upstream: ``s3torchconnector.dcp`` and ``S3Checkpoint``).
+
+* ``S3Checkpoint``: readers and writers of single objects for ``torch.load`` / ``torch.save``.
+* ``S3StorageWriter``, ``S3StorageReader`` and ``S3FileSystem``: storage for
+  ``torch.distributed.checkpoint`` (``save``, ``async_save``, ``load``).
+* Prefix strategies: where each rank's files go under the checkpoint path.
+"""
+
+from importlib import metadata as _metadata
+
+from ._checkpoint import S3Checkpoint
+from ._file_system import S3FileSystem
+from ._prefix_strategy import (
+    BinaryPrefixStrategy,
+    DefaultPrefixStrategy,
+    HexPrefixStrategy,
+    NumericPrefixStrategy,
+    RoundRobinPrefixStrategy,
+    S3PrefixStrategyBase,
+)
+from ._storage_reader import CheckpointNotFoundError, S3StorageReader
+from ._storage_writer import S3StorageWriter
+
+try:
+    __version__ = _metadata.version("s3torch-dcp")
+except _metadata.PackageNotFoundError:  # running from a source tree
+    __version__ = "0+unknown"
+
+__all__ = [
+    "BinaryPrefixStrategy",
+    "CheckpointNotFoundError",
+    "DefaultPrefixStrategy",
+    "HexPrefixStrategy",
+    "NumericPrefixStrategy",
+    "RoundRobinPrefixStrategy",
+    "S3Checkpoint",
+    "S3FileSystem",
+    "S3PrefixStrategyBase",
+    "S3StorageReader",
+    "S3StorageWriter",
+    "__version__",
+]

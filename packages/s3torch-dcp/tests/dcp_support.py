@@ -1,0 +1,87 @@
+"""Helpers of the s3torch-dcp unit tests (fixtures are in ``conftest.py``)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from s3torch.client import S3ClientConfig
+
+REGION = "us-east-1"
+BUCKET = "s3torch-dcp-unit"
+MIB = 1024 * 1024
+CONFIG = S3ClientConfig(part_size=5 * MIB)
+
+
+@dataclass
+class MockBucket:
+    """A bucket of moto's in-process S3 and a boto3 client to check it with."""
+
+    boto: Any
+    bucket: str
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def list_keys(self, prefix: str = "") -> list[str]:
+        pages = self.boto.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        return sorted(entry["Key"] for page in pages for entry in page.get("Contents", []))
+
+    def read(self, key: str) -> bytes:
+        data: bytes = self.boto.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        return data
+
+    def put(self, key: str, data: bytes) -> None:
+        self.boto.put_object(Bucket=self.bucket, Key=key, Body=data)
+
+    def uploads(self) -> list[dict[str, Any]]:
+        uploads: list[dict[str, Any]] = self.boto.list_multipart_uploads(Bucket=self.bucket).get("Uploads", [])
+        return uploads
+
+
+def state_dict(seed: int = 0, tensors: int = 6) -> dict[str, Any]:
+    """A small state dict: tensors of a few shapes and dtypes, and some non-tensor values."""
+    generator = torch.Generator().manual_seed(seed)
+    result: dict[str, Any] = {
+        f"layer{index}.weight": torch.randn(16 + index, 8, generator=generator) for index in range(tensors)
+    }
+    result["layer0.bias"] = torch.randint(0, 1000, (32,), generator=generator)
+    result["half"] = torch.randn(10, generator=generator).to(torch.float16)
+    result["extra"] = {"step": 3 + seed, "name": f"run-{seed}"}
+    return result
+
+
+def zeros_like(template: dict[str, Any]) -> dict[str, Any]:
+    """A state dict to load into: the same keys, zeroed tensors, blank values."""
+    result: dict[str, Any] = {}
+    for key, value in template.items():
+        if isinstance(value, torch.Tensor):
+            result[key] = torch.zeros_like(value)
+        elif isinstance(value, dict):
+            result[key] = {name: type(item)() for name, item in value.items()}
+        else:
+            result[key] = type(value)()
+    return result
+
+
+def assert_state_dicts_equal(actual: dict[str, Any], expected: dict[str, Any]) -> None:
+    assert actual.keys() == expected.keys()
+    for key, value in expected.items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(actual[key], value), key
+        else:
+            assert actual[key] == value, key
+
+
+@contextmanager
+def single_process() -> Iterator[None]:
+    """DCP warns that it assumes one process when torch.distributed is not initialized."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        warnings.filterwarnings("ignore", message="Detected an existing checkpoint")
+        yield
