@@ -25,7 +25,7 @@ import nox
 ROOT = Path(__file__).parent
 PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 # Dependency order: each package only needs the ones before it.
-PACKAGES = ["s3torch-client", "s3torch-readers", "s3torch-dcp", "s3torch-lightning"]
+PACKAGES = ["s3torch-client", "s3torch-readers", "s3torch-datasets", "s3torch-dcp", "s3torch-lightning"]
 PYTHON_VERSIONS = ["3.11", "3.10", "3.12", "3.13"]
 TORCH_VERSIONS = ["2.13.0", "2.15.0", "2.14.1", "2.12.1", "2.9.1", "2.3.1"]
 

@@ -1,0 +1,88 @@
+"""What both datasets share: S3 URIs, the objects a dataset is made of, the default transform."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from typing import Any, NamedTuple
+
+from s3torch.client import ObjectInfo, S3Client
+
+logger = logging.getLogger(__name__)
+
+_SCHEME = "s3://"
+
+
+class S3BucketKeyData(NamedTuple):
+    """One object of a dataset: its bucket, its key and, when it came from a listing, what the
+    listing said of it (size, ETag), so that reading it needs no HEAD request."""
+
+    bucket: str
+    key: str
+    object_info: ObjectInfo | None = None
+
+
+def identity(obj: Any) -> Any:
+    """The default transform: the ``S3Reader`` itself."""
+    return obj
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """Split ``s3://bucket/key`` into ``(bucket, key)``; the key may be empty (``s3://bucket``).
+
+    Raises:
+        ValueError: ``uri`` is not an ``s3://`` URI ("Only s3:// URIs are supported") or names no
+            bucket ("Bucket name must be non-empty"); the message quotes the URI.
+    """
+    if not isinstance(uri, str) or not uri.startswith(_SCHEME):
+        raise ValueError(f"Only s3:// URIs are supported, got {uri!r}")
+    bucket, _, key = uri[len(_SCHEME) :].partition("/")
+    if not bucket:
+        raise ValueError(f"Bucket name must be non-empty, got {uri!r}")
+    return bucket, key
+
+
+def parse_object_uris(object_uris: str | Iterable[str]) -> tuple[S3BucketKeyData, ...]:
+    """The objects named by one URI or by an iterable of URIs, parsed and checked now, so that a
+    malformed URI fails at construction rather than in a DataLoader worker mid-epoch."""
+    uris = [object_uris] if isinstance(object_uris, str) else object_uris
+    if not isinstance(uris, Iterable):
+        raise TypeError(f"object_uris must be a str or an iterable of str, got {type(object_uris).__name__}")
+    objects = []
+    for uri in uris:
+        bucket, key = parse_s3_uri(uri)
+        if not key:
+            raise ValueError(f"Object URI must name a key, not only a bucket, got {uri!r}")
+        objects.append(S3BucketKeyData(bucket, key))
+    return tuple(objects)
+
+
+def get_objects_from_uris(object_uris: str | Iterable[str], client: S3Client) -> Iterator[S3BucketKeyData]:
+    """The objects named by URIs (upstream ``get_objects_from_uris``); ``client`` is unused."""
+    return iter(parse_object_uris(object_uris))
+
+
+def listed_objects(objects: tuple[S3BucketKeyData, ...], client: S3Client) -> Iterator[S3BucketKeyData]:
+    """``get_dataset_objects`` of ``from_objects``: the URIs parsed at construction."""
+    return iter(objects)
+
+
+def get_objects_from_prefix(s3_uri: str, client: S3Client) -> Iterator[S3BucketKeyData]:
+    """Every object under ``s3://bucket/prefix``, listed lazily one ListObjectsV2 page at a time,
+    each with its listing's ``ObjectInfo``. A missing bucket raises ``S3Exception`` on the first
+    ``next()``; an empty prefix yields nothing."""
+    bucket, prefix = parse_s3_uri(s3_uri)
+    for page in client.list_objects(bucket, prefix):
+        for info in page.object_info:
+            yield S3BucketKeyData(bucket, info.key, info)
+
+
+def check_region(region: Any) -> str:
+    if not isinstance(region, str) or not region:
+        raise ValueError(f"region must be a non-empty str such as 'us-east-1', got {region!r}")
+    return region
+
+
+def check_transform(transform: Any) -> None:
+    if not callable(transform):
+        raise TypeError(f"transform must be callable, got {type(transform).__name__}")

@@ -1,0 +1,307 @@
+"""``PrefetchingReaders`` with in-memory objects: order, bounds, errors in place, cleanup."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from s3torch.client import ObjectInfo, S3Exception
+from s3torch.datasets import S3BucketKeyData
+from s3torch.datasets._prefetch import PrefetchGate, PrefetchingReaders
+from s3torch.readers import RangedS3Reader, S3Reader, SequentialS3Reader
+
+BUCKET = "fake-bucket"
+
+
+class FakeStore:
+    """Objects in memory; records which streams were started, closed, and what was received."""
+
+    def __init__(self, objects: dict[str, bytes], failing: frozenset[str] = frozenset(), latency: float = 0.0) -> None:
+        self.objects = objects
+        self.failing = failing
+        self.latency = latency  # how long a GET waits for its response
+        self.lock = threading.Lock()
+        self.started: list[str] = []
+        self.closed: list[str] = []
+        self.received = 0
+        self.max_ahead = 0  # started, not yet received by the consumer
+        self.large_ahead: list[int] = []
+
+    def stream(self, key: str, start: int | None = None, end: int | None = None) -> FakeStream:
+        return FakeStream(self, key, start, end)
+
+    def receive(self) -> None:
+        with self.lock:
+            self.received += 1
+
+    def note_start(self, key: str) -> None:
+        with self.lock:
+            self.started.append(key)
+            self.max_ahead = max(self.max_ahead, len(self.started) - self.received)
+
+
+class FakeStream:
+    def __init__(self, store: FakeStore, key: str, start: int | None, end: int | None) -> None:
+        self.store = store
+        self.bucket = BUCKET
+        self.key = key
+        self.data = store.objects[key][start or 0 : end]
+        self.size: int | None = None
+        self.etag: str | None = None
+        self.started = False
+        self.done = False
+
+    def start(self) -> None:
+        if not self.started:
+            self.started = True
+            self.store.note_start(self.key)
+            if self.store.latency:
+                time.sleep(self.store.latency)  # a store that takes this long to answer
+            if self.key in self.store.failing:
+                raise S3Exception(
+                    f"Service error: The key does not exist (GetObject s3://{BUCKET}/{self.key})",
+                    bucket=BUCKET,
+                    key=self.key,
+                )
+            self.size = len(self.store.objects[self.key])
+            self.etag = '"etag"'
+
+    def __iter__(self) -> FakeStream:
+        return self
+
+    def __next__(self) -> memoryview:
+        self.start()
+        if self.done:
+            raise StopIteration
+        self.done = True
+        return memoryview(self.data)
+
+    def readinto(self, buffer: Any) -> int:
+        self.start()
+        view = memoryview(buffer).cast("B")
+        count = 0 if self.done else min(len(view), len(self.data))
+        view[:count] = self.data[:count]
+        self.data = self.data[count:]
+        self.done = not self.data
+        return count
+
+    def close(self) -> None:
+        with self.store.lock:
+            self.store.closed.append(self.key)
+
+
+def opener(store: FakeStore, kind: type[S3Reader] = SequentialS3Reader) -> Callable[[S3BucketKeyData], S3Reader]:
+    def open_reader(item: S3BucketKeyData) -> S3Reader:
+        def info() -> ObjectInfo:
+            if item.object_info is None:
+                raise AssertionError("no HEAD expected")
+            return item.object_info
+
+        return kind(item.bucket, item.key, info, lambda start=None, end=None: store.stream(item.key, start, end))
+
+    return open_reader
+
+
+def items_of(objects: dict[str, bytes], *, with_info: bool = False) -> Iterator[S3BucketKeyData]:
+    for key, data in objects.items():
+        info = ObjectInfo(key, '"etag"', len(data), 0) if with_info else None
+        yield S3BucketKeyData(BUCKET, key, info)
+
+
+def consume(readers: PrefetchingReaders, store: FakeStore, limit: int | None = None) -> dict[str, bytes]:
+    received = {}
+    for item, reader in readers:
+        store.receive()
+        received[item.key] = reader.read()
+        if limit is not None and len(received) == limit:
+            break
+    return received
+
+
+def eager() -> PrefetchGate:
+    """A gate that opens after one object, whatever the store's latency."""
+    return PrefetchGate(min_wait_seconds=0.0, probe_objects=1)
+
+
+def small_objects(count: int) -> dict[str, bytes]:
+    return {f"k{index:03d}": bytes([index]) * (index + 1) for index in range(count)}
+
+
+@pytest.mark.parametrize("depth", [0, 1, 4, 16])
+@pytest.mark.parametrize("with_info", [False, True])
+def test_every_object_in_order_with_its_own_bytes(depth: int, with_info: bool) -> None:
+    objects = small_objects(60)
+    store = FakeStore(objects)
+    readers = PrefetchingReaders(items_of(objects, with_info=with_info), opener(store), depth, 1000, eager())
+    received = consume(readers, store)
+    assert list(received) == list(objects)
+    assert received == objects
+    assert sorted(store.started) == sorted(objects)  # each object fetched once
+    assert store.max_ahead <= depth + 1
+
+
+def test_no_prefetch_at_depth_zero() -> None:
+    objects = small_objects(10)
+    store = FakeStore(objects)
+    consume(PrefetchingReaders(items_of(objects), opener(store), 0, 1000), store)
+    assert store.max_ahead <= 1  # each GET starts only when its object is read
+
+
+@pytest.mark.parametrize("with_info", [False, True])
+def test_small_objects_are_prefetched_up_to_the_depth(with_info: bool) -> None:
+    objects = small_objects(80)
+    store = FakeStore(objects)
+    readers = PrefetchingReaders(items_of(objects, with_info=with_info), opener(store), 8, 1000, eager())
+    consume(readers, store, limit=40)
+    readers.close()
+    # Sizes unknown: the number in flight grew from one; known: straight to the depth. (How many
+    # prefetch threads actually got to run before the consumer moved on depends on the machine.)
+    assert 4 <= store.max_ahead <= 8 + 1
+
+
+def test_at_most_one_large_object_is_started_ahead() -> None:
+    objects = {f"k{index:03d}": b"x" * (500 if index % 3 else 10) for index in range(60)}
+    for with_info in (True, False):
+        store = FakeStore(objects)
+        large_started_ahead = 0
+
+        def open_reader(item: S3BucketKeyData, store: FakeStore = store) -> S3Reader:
+            return opener(store)(item)
+
+        readers = PrefetchingReaders(items_of(objects, with_info=with_info), open_reader, 8, 100, eager())
+        received: set[str] = set()
+        for item, reader in readers:
+            received.add(item.key)
+            store.receive()
+            with store.lock:
+                ahead = set(store.started) - received
+            large_started_ahead = max(large_started_ahead, sum(len(objects[key]) > 100 for key in ahead))
+            assert reader.read() == objects[item.key]
+        assert received == set(objects)
+        assert large_started_ahead <= 1, with_info
+
+
+def test_a_failed_get_is_raised_when_its_object_is_reached() -> None:
+    objects = small_objects(20)
+    store = FakeStore(objects, failing=frozenset({"k007"}))
+    readers = PrefetchingReaders(items_of(objects), opener(store), 16, 1000, eager())
+    received = []
+    with pytest.raises(S3Exception, match="s3://fake-bucket/k007") as error:
+        for item, reader in readers:
+            received.append(item.key)
+            reader.read()
+    assert error.value.key == "k007"
+    assert received == list(objects)[:7]
+    readers.close()
+
+
+def test_a_failed_reader_construction_is_raised_when_its_object_is_reached() -> None:
+    objects = small_objects(10)
+    store = FakeStore(objects)
+    plain = opener(store)
+
+    def open_reader(item: S3BucketKeyData) -> S3Reader:
+        if item.key == "k004":
+            raise ValueError("No ranges found for s3://fake-bucket/k004")
+        return plain(item)
+
+    readers = PrefetchingReaders(items_of(objects), open_reader, 16, 1000, eager())
+    received = []
+    with pytest.raises(ValueError, match="k004"):
+        for item, reader in readers:
+            received.append(item.key)
+            reader.read()
+    assert received == ["k000", "k001", "k002", "k003"]
+
+
+def test_a_failed_listing_is_raised_after_the_objects_listed_before_it() -> None:
+    objects = small_objects(10)
+    store = FakeStore(objects)
+
+    def listing() -> Iterator[S3BucketKeyData]:
+        yield from list(items_of(objects))[:6]
+        raise S3Exception("Service error: The bucket does not exist (ListObjectsV2 s3://fake-bucket)")
+
+    received = []
+    with pytest.raises(S3Exception, match="bucket does not exist"):
+        for item, reader in PrefetchingReaders(listing(), opener(store), 16, 1000, eager()):
+            received.append(item.key)
+            reader.read()
+    assert received == list(objects)[:6]
+
+
+def test_close_closes_what_was_started_ahead() -> None:
+    objects = small_objects(40)
+    store = FakeStore(objects)
+    readers = PrefetchingReaders(items_of(objects, with_info=True), opener(store), 8, 1000, eager())
+    consume(readers, store, limit=5)
+    readers.close()
+    started_ahead = set(store.started) - set(list(objects)[:5])
+    assert started_ahead  # there was something in flight
+    # Prefetches still running close their reader when they finish.
+    for _ in range(200):
+        with store.lock:
+            if started_ahead <= set(store.closed):
+                break
+        threading.Event().wait(0.01)
+    assert started_ahead <= set(store.closed)
+    assert list(readers) == []
+
+
+def test_readers_without_prefetch_are_not_started_ahead() -> None:
+    objects = small_objects(10)
+    store = FakeStore(objects)
+    readers = PrefetchingReaders(items_of(objects, with_info=True), opener(store, RangedS3Reader), 16, 1000, eager())
+    for item, reader in readers:
+        assert store.started.count(item.key) == 0
+        store.receive()
+        assert reader.read() == objects[item.key]
+    assert store.max_ahead <= 1
+
+
+def test_prefetch_threads_only_when_the_store_makes_gets_wait() -> None:
+    objects = small_objects(30)
+    fast = FakeStore(objects)
+    assert consume(PrefetchingReaders(items_of(objects), opener(fast), 8, 1000), fast) == objects
+    assert fast.max_ahead <= 1  # answers at once: every GET started by the caller, when reached
+    slow = FakeStore(objects, latency=0.002)
+    assert consume(PrefetchingReaders(items_of(objects), opener(slow), 8, 1000), slow) == objects
+    assert slow.max_ahead > 1
+
+
+def test_gate_decides_again_after_its_objects() -> None:
+    gate = PrefetchGate(min_wait_seconds=0.001, probe_objects=3, decision_objects=4)
+    assert gate.probing and not gate.prefetching
+    for wait in (0.002, 0.0001):
+        gate.observe(wait)
+    assert gate.probing
+    gate.observe(0.005)  # median of 0.002, 0.0001, 0.005
+    assert gate.prefetching and not gate.probing
+    for _ in range(4):
+        gate.consumed()
+    assert gate.probing and not gate.prefetching
+    for _ in range(3):
+        gate.observe(0.0002)
+    assert not gate.probing and not gate.prefetching  # decided: no prefetching, for 4 objects
+
+
+def test_a_fast_store_leaves_readers_lazy_after_the_probes() -> None:
+    objects = small_objects(20)
+    store = FakeStore(objects)
+    received = []
+    for item, _reader in PrefetchingReaders(items_of(objects), opener(store), 8, 1000):
+        received.append(item.key)
+    # The three probes were started to measure the store; the rest wait for a read.
+    assert store.started == received[:3]
+
+
+def test_depth_zero_sends_nothing_a_transform_does_not_read() -> None:
+    objects = small_objects(10)
+    store = FakeStore(objects, latency=0.002)
+    for item, _reader in PrefetchingReaders(items_of(objects), opener(store), 0, 1000):
+        assert item.key in objects
+    assert store.started == []
