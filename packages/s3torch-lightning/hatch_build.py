@@ -3,6 +3,9 @@
 It reads the package's third-party requirements and the names of its sibling
 distributions from ``[tool.hatch.metadata.hooks.custom]`` and pins each sibling
 to exactly this release, so the five distributions always install in lockstep.
+
+Every distribution carries its own identical copy: an sdist must contain its build hook, or
+building the wheel from the sdist fails ("Build script does not exist").
 """
 
 from __future__ import annotations
