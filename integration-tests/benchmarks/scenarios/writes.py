@@ -69,9 +69,8 @@ def build(context: BenchContext, profile: str) -> Scenario:
     notes = ["each write is checked (HEAD: size) and deleted after it is measured"]
     if profile == MOTO:
         notes.append(
-            "moto's CompleteMultipartUpload is slow, and slower for an upload created without a"
-            " ChecksumAlgorithm (s3torch's), for which it builds a full-object checksum from a copy of every part,"
-            " than for one with CRC32 (upload_fileobj's); on a small machine moto's CPU (the server CPU column)"
+            "both clients send CRC32 checksums (s3torch per part, off the writer's thread); moto's"
+            " CompleteMultipartUpload is slow, and on a small machine moto's CPU (the server CPU column)"
             " is what limits both"
         )
     checks: list[Check] = [Ratio(S3TORCH_WRITE, BOTO3_UPLOAD, above=1.0 if profile == MOTO else None)]
