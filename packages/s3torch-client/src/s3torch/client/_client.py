@@ -72,7 +72,6 @@ class S3Client:
         self._user_agent = user_agent or UserAgent()
         self._config = s3client_config or S3ClientConfig()
         self._user_agent_prefix = self._user_agent.prefix
-        self._cached: Transport | None = None
 
     @property
     def region(self) -> str:
@@ -97,9 +96,7 @@ class S3Client:
     @property
     def _transport(self) -> Transport:
         # get_transport checks the PID, so a forked child never uses its parent's connections.
-        transport = get_transport(self._region, self._endpoint, self._config, self._user_agent_prefix)
-        self._cached = transport
-        return transport
+        return get_transport(self._region, self._endpoint, self._config, self._user_agent_prefix)
 
     def __getstate__(self) -> dict[str, Any]:
         return {

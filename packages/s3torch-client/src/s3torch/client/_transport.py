@@ -28,7 +28,7 @@ import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs, quote, urlsplit
 from xml.etree import ElementTree
 
@@ -58,8 +58,6 @@ _BACKOFF_BASE_SECONDS = 0.05
 _BACKOFF_CAP_SECONDS = 20.0
 # Errors of a connection in the middle of a body: the request is resumed or retried.
 BODY_ERRORS = (OSError, http.client.HTTPException)
-
-T = TypeVar("T")
 
 
 class RawResponse(NamedTuple):
