@@ -3,6 +3,8 @@ and an HTTP proxy from HTTP_PROXY. Both run through real servers (support/networ
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -58,9 +60,13 @@ def test_https_endpoint_trusts_aws_ca_bundle(
         assert raised.value.bucket == bucket
 
 
-def test_http_proxy_from_environment_carries_data_and_control_requests(
-    moto_server: MotoServer, bucket: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@contextmanager
+def _client_through_http_proxy(
+    moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch, connect_timeout: float
+) -> Iterator[tuple[S3Client, ForwardProxy]]:
+    """A client of the moto server whose requests go through a forward proxy named by HTTP_PROXY;
+    ``connect_timeout`` must be one no other test uses, so that the client gets a transport of its
+    own, built with this environment."""
     with ForwardProxy() as proxy:
         for name in ("NO_PROXY", "no_proxy"):
             monkeypatch.delenv(name, raising=False)
@@ -68,8 +74,15 @@ def test_http_proxy_from_environment_carries_data_and_control_requests(
         client = S3Client(
             MOTO_REGION,
             endpoint=moto_server.endpoint,
-            s3client_config=S3ClientConfig(force_path_style=True, part_size=PART, connect_timeout=9.3),
+            s3client_config=S3ClientConfig(force_path_style=True, part_size=PART, connect_timeout=connect_timeout),
         )
+        yield client, proxy
+
+
+def test_http_proxy_from_environment_carries_data_and_control_requests(
+    moto_server: MotoServer, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with _client_through_http_proxy(moto_server, monkeypatch, connect_timeout=9.3) as (client, proxy):
         _round_trip(client, bucket)
     seen = {(request.method, request.target.split("?")[0]) for request in proxy.requests}
     object_url = f"{moto_server.endpoint}/{bucket}/env/object.bin"
@@ -77,3 +90,25 @@ def test_http_proxy_from_environment_carries_data_and_control_requests(
     assert ("GET", object_url) in seen  # the object's GET: the data path
     assert ("POST", object_url) in seen  # create/complete multipart: the control path
     assert all(request.target.startswith("http://") for request in proxy.requests)
+
+
+def test_create_only_writes_through_an_http_proxy(
+    moto_server: MotoServer, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``if_none_match="*"`` on botocore's urllib3 pool (the proxied data path) and client."""
+    boto = boto3_client(MOTO_REGION, moto_server.endpoint)
+    with _client_through_http_proxy(moto_server, monkeypatch, connect_timeout=9.2) as (client, proxy):
+        for size in (1000, PART + 12345):
+            key = f"env/create-only-{size}.bin"
+            with client.put_object(bucket, key, if_none_match="*") as writer:
+                writer.write(payload(size, seed=5))
+            with (
+                pytest.raises(S3Exception, match="already exists") as raised,
+                client.put_object(bucket, key, if_none_match="*") as writer,
+            ):
+                writer.write(payload(size, seed=6))
+            assert (raised.value.bucket, raised.value.key, raised.value.code) == (bucket, key, "PreconditionFailed")
+            assert boto.get_object(Bucket=bucket, Key=key)["Body"].read() == payload(size, seed=5)
+    assert all(request.target.startswith("http://") for request in proxy.requests)
+    assert {request.method for request in proxy.requests} == {"PUT", "POST", "DELETE"}  # DELETE: the abort
+    assert boto.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []

@@ -70,6 +70,7 @@ CASES = [
         "PUT", "/bucket/key", {}, {"x-amz-storage-class": "STANDARD_IA"}, "FwoGZXIvYXdzEJr//////////token=", id="token"
     ),
     pytest.param("GET", "/", {"list-type": "2", "prefix": "a/b c", "max-keys": "1000"}, {}, "session", id="query"),
+    pytest.param("PUT", "/bucket/key", {}, {"If-None-Match": "*"}, None, id="create-only"),
 ]
 
 
@@ -103,6 +104,11 @@ def test_user_agent_is_not_signed(monkeypatch: pytest.MonkeyPatch) -> None:
     expected, _ = botocore_authorization("GET", "h.example", "/b/k", "", headers, "us-east-1", None, monkeypatch)
     assert ours("GET", "h.example", "/b/k", "", headers, "us-east-1", None)["Authorization"] == expected
     assert "user-agent" not in expected
+
+
+def test_a_write_condition_is_signed() -> None:
+    signed = ours("PUT", "h.example", "/b/k", "", {"If-None-Match": "*"}, "us-east-1", None)
+    assert "SignedHeaders=host;if-none-match;x-amz-content-sha256;x-amz-date," in signed["Authorization"]
 
 
 @settings(max_examples=60, deadline=None)

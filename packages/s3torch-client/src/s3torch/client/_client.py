@@ -156,11 +156,27 @@ class S3Client:
         logger.debug("GetObjectStream s3://%s/%s [%s, %s)", bucket, key, start, end)
         return GetObjectStream(self._transport, bucket, key, start, end, etag=etag)
 
-    def put_object(self, bucket: str, key: str, storage_class: str | None = None) -> S3Writer:
-        """A writer that uploads ``s3://bucket/key``; the object exists once the writer closes."""
+    def put_object(
+        self, bucket: str, key: str, storage_class: str | None = None, *, if_none_match: str | None = None
+    ) -> S3Writer:
+        """A writer that uploads ``s3://bucket/key``; the object exists once the writer closes.
+
+        With ``if_none_match="*"`` (s3torch addition; keyword only) the write is create-only: the
+        object is published only if no object exists at the key, checked atomically by S3 when
+        the upload completes, so even a racing writer is never replaced. Otherwise ``close()``
+        raises ``S3Exception`` (code ``PreconditionFailed``), the upload is aborted and nothing
+        is published.
+
+        Raises:
+            ValueError: ``if_none_match`` is neither None nor ``"*"`` (the only value S3 takes on writes).
+        """
         _check_names(bucket, key)
+        if if_none_match is not None and if_none_match != "*":
+            raise ValueError(
+                f"if_none_match must be None or '*' (the only value S3 takes on writes), got {if_none_match!r}"
+            )
         logger.debug("PutObject s3://%s/%s", bucket, key)
-        return S3Writer(PutObjectStream(self._transport, bucket, key, storage_class))
+        return S3Writer(PutObjectStream(self._transport, bucket, key, storage_class, if_none_match=if_none_match))
 
     def head_object(self, bucket: str, key: str) -> HeadObjectResult:
         """Size, ETag, last modification, storage and restore status of ``s3://bucket/key``."""

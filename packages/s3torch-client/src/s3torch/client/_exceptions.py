@@ -11,6 +11,15 @@ _UPSTREAM_TEXTS = {
     "NoSuchBucket": "Service error: The bucket does not exist",
 }
 _NOT_FOUND_TEXT = "Service error: The object was not found"
+# The only conditional writes s3torch sends are create-only ones (``if_none_match="*"``), so
+# these codes on a write always mean that S3 refused to replace, or race with, another object.
+_CREATE_ONLY_TEXTS = {
+    "PreconditionFailed": "Service error: An object already exists at the key, and a create-only write"
+    " (if_none_match='*') never replaces it",
+    "ConditionalRequestConflict": "Service error: Another write to the key was in progress, and a create-only"
+    " write (if_none_match='*') was not applied",
+}
+_CREATE_ONLY_OPERATIONS = frozenset({"PutObject", "CompleteMultipartUpload"})
 
 
 class S3Exception(Exception):
@@ -90,6 +99,8 @@ def service_error(
         text = _NOT_FOUND_TEXT
     elif code in _UPSTREAM_TEXTS:
         text = _UPSTREAM_TEXTS[code]
+    elif code in _CREATE_ONLY_TEXTS and operation in _CREATE_ONLY_OPERATIONS:
+        text = _CREATE_ONLY_TEXTS[code]
     elif code == "PreconditionFailed":
         return ObjectChangedError(
             f"Service error: The object changed while it was being read ({operation} {describe(bucket, key)},"

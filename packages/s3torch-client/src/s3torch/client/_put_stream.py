@@ -6,6 +6,10 @@ the caller keeps writing; in-flight parts are bounded by bytes (about ``concurre
 ``part_size``), so ``write`` waits when the network is behind. Part sizes grow along the upload
 (see ``part_size_for``) so that any object fits in S3's 10,000 parts. Any failure, and any
 ``abort()``, aborts the multipart upload: nothing is published and no upload is left behind.
+
+A create-only stream (``if_none_match="*"``) sends ``If-None-Match: *`` on the PutObject or the
+CompleteMultipartUpload, the requests that publish: S3 then creates the object only if no object
+exists at the key, atomically, even against a racing writer.
 """
 
 from __future__ import annotations
@@ -36,7 +40,15 @@ def part_size_for(part_number: int, part_size: int) -> int:
 class PutObjectStream:
     """Writes ``s3://bucket/key``; ``close()`` publishes the object, ``abort()`` discards it."""
 
-    def __init__(self, transport: Transport, bucket: str, key: str, storage_class: str | None = None) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        bucket: str,
+        key: str,
+        storage_class: str | None = None,
+        *,
+        if_none_match: str | None = None,
+    ) -> None:
         self.bucket = bucket
         self.key = key
         self._transport = transport
@@ -44,6 +56,12 @@ class PutObjectStream:
         self._max_in_flight_bytes = transport.concurrency * self._part_size
         self._storage_class = storage_class
         self._headers = {"x-amz-storage-class": storage_class} if storage_class else {}
+        # The condition of the request that publishes, in the single PUT's headers and in the
+        # CompleteMultipartUpload's parameters.
+        self._publish_condition: dict[str, str] = {}
+        if if_none_match is not None:
+            self._headers["If-None-Match"] = if_none_match
+            self._publish_condition["IfNoneMatch"] = if_none_match
         self._buffer = bytearray(self._part_size)
         self._filled = 0
         self._part_number = 0
@@ -155,6 +173,7 @@ class PutObjectStream:
                 Key=self.key,
                 UploadId=self._upload_id,
                 MultipartUpload={"Parts": self._etags},
+                **self._publish_condition,
                 **self._transport.request_payer,
             )
             self._published = True

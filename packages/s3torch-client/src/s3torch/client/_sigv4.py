@@ -15,6 +15,9 @@ from typing import NamedTuple
 from urllib.parse import quote
 
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+#: Standard headers signed when present, besides ``host`` and every ``x-amz-*``: a write's
+#: condition must not be strippable in transit (botocore signs it too).
+SIGNED_STANDARD_HEADERS = frozenset({"if-none-match"})
 
 
 class Credentials(NamedTuple):
@@ -66,7 +69,8 @@ class SigV4Signer:
     ) -> None:
         """Add ``x-amz-date``, ``x-amz-content-sha256``, the session token and
         ``Authorization`` to ``headers``. ``path`` and ``query`` are as sent on the wire
-        (already percent-encoded). Headers named ``x-amz-*`` and ``host`` are signed."""
+        (already percent-encoded). Headers named ``x-amz-*``, ``host`` and those of
+        ``SIGNED_STANDARD_HEADERS`` are signed."""
         amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
         datestamp = amz_date[:8]
         headers["x-amz-date"] = amz_date
@@ -76,7 +80,7 @@ class SigV4Signer:
         signed = {"host": host}
         for name, value in headers.items():
             lower = name.lower()
-            if lower.startswith("x-amz-"):
+            if lower.startswith("x-amz-") or lower in SIGNED_STANDARD_HEADERS:
                 signed[lower] = value.strip()
         names = sorted(signed)
         signed_headers = ";".join(names)

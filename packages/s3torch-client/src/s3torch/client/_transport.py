@@ -53,7 +53,11 @@ from ._sigv4 import Credentials, SigV4Signer, canonical_query
 logger = logging.getLogger(__name__)
 
 _RETRYABLE_STATUS = frozenset({500, 502, 503, 504, 429})
-_RETRYABLE_CODES = frozenset({"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "Throttling"})
+# ConditionalRequestConflict: a create-only PutObject raced another write to its key; S3 asks
+# for a retry, which then creates the object or finds it (412).
+_RETRYABLE_CODES = frozenset(
+    {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "Throttling", "ConditionalRequestConflict"}
+)
 _BACKOFF_BASE_SECONDS = 0.05
 _BACKOFF_CAP_SECONDS = 20.0
 # Errors of a connection in the middle of a body: the request is resumed or retried.
@@ -535,6 +539,8 @@ class Transport:
         else:
             if headers and "x-amz-storage-class" in headers:
                 params["StorageClass"] = headers["x-amz-storage-class"]
+            if headers and "If-None-Match" in headers:
+                params["IfNoneMatch"] = headers["If-None-Match"]
             result = self.call(operation, bucket, key, "put_object", **params)
         etag: str = result["ETag"]
         return etag
