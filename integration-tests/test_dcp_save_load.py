@@ -23,6 +23,9 @@ from support.dcp_data import (
     zeroed,
 )
 from torch.distributed.checkpoint.api import CheckpointException
+from torch.distributed.checkpoint.planner import SavePlan, SavePlanner
+from torch.distributed.checkpoint.storage import WriteResult
+from torch.futures import Future
 
 from s3torch.dcp import (
     BinaryPrefixStrategy,
@@ -206,6 +209,100 @@ def test_overwrite_true_replaces(s3: S3TestEnv) -> None:
     load(s3, "ckpt", loaded)
     assert_equal(loaded, layered_state_dict(seed=14, layers=2, size=16))
     assert keys_under(s3, "ckpt") == [".metadata", "__0_0.distcp"]  # no .metadata.tmp left
+
+
+def objects_under(env: S3TestEnv, name: str) -> dict[str, bytes]:
+    """Every object under the checkpoint ``name``: relative key -> bytes."""
+    return {key: env.read(env.key(f"{name}/{key}")) for key in keys_under(env, name)}
+
+
+def test_a_save_publishes_metadata_with_one_put(faulty_s3: S3TestEnv) -> None:
+    """No ``.metadata.tmp``, no copy, no delete: ``.metadata`` is one PUT to its key, the last
+    request of the save."""
+    assert faulty_s3.proxy is not None
+    source = layered_state_dict(seed=30, layers=4, size=64)
+    save(faulty_s3, "direct", source, thread_count=2)
+    assert keys_under(faulty_s3, "direct") == [".metadata", "__0_0.distcp", "__0_1.distcp"]
+    requests = faulty_s3.proxy.requests_for(faulty_s3.bucket)
+    metadata_requests = [request for request in requests if ".metadata" in request.path]
+    assert [(request.method, request.path.rsplit("/", 1)[1]) for request in metadata_requests] == [
+        ("HEAD", ".metadata"),  # torch's "Checkpoint already exists" check
+        ("HEAD", ".metadata"),  # the overwrite's check, before any file is written
+        ("PUT", ".metadata"),
+    ]
+    assert requests[-1] is metadata_requests[-1]
+    assert not [request for request in requests if request.method == "DELETE" or "x-amz-copy-source" in request.headers]
+    loaded = zeroed(source)
+    load(faulty_s3, "direct", loaded)
+    assert_equal(loaded, source)
+
+
+def test_overwrite_false_leaves_every_object_of_the_checkpoint_identical(s3: S3TestEnv) -> None:
+    save(s3, "kept", layered_state_dict(seed=31, layers=4, size=1024), thread_count=2)  # multipart files
+    before = objects_under(s3, "kept")
+    with pytest.raises(CheckpointException, match="Checkpoint already exists"):
+        save(s3, "kept", layered_state_dict(seed=32, layers=4, size=1024), thread_count=2, overwrite=False)
+    assert objects_under(s3, "kept") == before
+    assert s3.uploads() == []
+
+
+class RacedWriter(S3StorageWriter):
+    """A save raced by another writer: once planning is over (torch found no checkpoint), an
+    object appears at ``raced_key`` before this save writes its files."""
+
+    raced_key = ""
+    env: S3TestEnv
+
+    def write_data(self, plan: SavePlan, planner: SavePlanner) -> Future[list[WriteResult]]:
+        self.env.put(self.raced_key, b"written by a racing save")
+        return super().write_data(plan, planner)
+
+
+@pytest.mark.parametrize("overwrite", [False, True], ids=["overwrite-false", "overwrite-true"])
+def test_a_racing_object_at_a_file_key(s3: S3TestEnv, overwrite: bool) -> None:
+    """``overwrite=False``: the save fails, the racing object stays and no ``.metadata`` is
+    published. ``overwrite=True``: replaced as before."""
+    source = layered_state_dict(seed=33, layers=4, size=64)
+    storage = RacedWriter(
+        s3.location.region, uri(s3, "raced"), thread_count=2, overwrite=overwrite, **storage_kwargs(s3)
+    )
+    storage.raced_key, storage.env = s3.key("raced/__0_1.distcp"), s3
+    if not overwrite:
+        with pytest.raises(CheckpointException, match="already exists"), quiet_dcp():
+            dcp.save(source, storage_writer=storage)
+        assert s3.read(s3.key("raced/__0_1.distcp")) == b"written by a racing save"
+        assert ".metadata" not in keys_under(s3, "raced")
+        assert s3.uploads() == []
+        return
+    with quiet_dcp():
+        dcp.save(source, storage_writer=storage)
+    loaded = zeroed(source)
+    load(s3, "raced", loaded)
+    assert_equal(loaded, source)
+
+
+@pytest.mark.parametrize("file_name", ["__0_0.distcp", ".metadata"])
+def test_an_object_created_while_its_upload_is_in_flight_is_kept(faulty_s3: S3TestEnv, file_name: str) -> None:
+    """The race at its tightest: the other object appears while this save's upload of the same
+    key is on the wire (its first part, or the ``.metadata`` PUT). ``overwrite=False`` keeps it."""
+    assert faulty_s3.proxy is not None
+    key = faulty_s3.key(f"tight/{file_name}")
+
+    def create_the_racing_object(request: Any) -> None:
+        faulty_s3.put(key, b"written by a racing save")
+
+    def match(request: Any) -> bool:
+        return request.method == "PUT" and request.is_object(faulty_s3.bucket, key)
+
+    rule = faulty_s3.proxy.add(Rule(match, before=create_the_racing_object))
+    source = layered_state_dict(seed=35, layers=2, size=1024)  # a file of two parts
+    with pytest.raises(CheckpointException, match="already exists"):
+        save(faulty_s3, "tight", source, overwrite=False)
+    assert rule.fired.is_set()
+    assert faulty_s3.read(key) == b"written by a racing save"
+    if file_name != ".metadata":
+        assert ".metadata" not in keys_under(faulty_s3, "tight")
+    assert faulty_s3.uploads() == []
 
 
 # ---- interrupted saves ----------------------------------------------------------------------

@@ -1,11 +1,14 @@
 """``S3StorageWriter`` over moto's in-process S3: construction, plans, layout, overwrite,
-and that a save with a failed file never publishes ``.metadata``."""
+that a save with a failed file never publishes ``.metadata``, that ``.metadata`` goes up with
+one PUT straight to its key, and that with ``overwrite=False`` every object of a save is created
+only where none exists, even when another writer races the save."""
 
 from __future__ import annotations
 
 import dataclasses
 import io
 import pickle
+import threading
 from collections.abc import Generator
 from contextlib import contextmanager
 from typing import Any
@@ -13,11 +16,24 @@ from typing import Any
 import pytest
 import torch
 import torch.distributed.checkpoint as dcp
-from dcp_support import CONFIG, REGION, MockBucket, assert_state_dicts_equal, single_process, state_dict, zeros_like
+from dcp_support import (
+    CONFIG,
+    MIB,
+    REGION,
+    MockBucket,
+    assert_state_dicts_equal,
+    single_process,
+    state_dict,
+    zeros_like,
+)
 from torch.distributed.checkpoint.api import CheckpointException
-from torch.distributed.checkpoint.filesystem import _StoragePrefix
-from torch.distributed.checkpoint.planner import SavePlan
+from torch.distributed.checkpoint.filesystem import CURRENT_DCP_VERSION, _StoragePrefix
+from torch.distributed.checkpoint.metadata import Metadata
+from torch.distributed.checkpoint.planner import SavePlan, SavePlanner
+from torch.distributed.checkpoint.storage import WriteResult
+from torch.futures import Future
 
+from s3torch.client import S3Client, S3Exception
 from s3torch.dcp import (
     BinaryPrefixStrategy,
     DefaultPrefixStrategy,
@@ -250,6 +266,206 @@ def test_async_save(s3: MockBucket) -> None:
         loaded = zeros_like(source)
         dcp.load(loaded, storage_reader=reader(s3.uri("async")))
     assert_state_dicts_equal(loaded, source)
+
+
+# ---- publishing .metadata, and what a save may replace ---------------------------------------
+
+
+def load(s3: MockBucket, key: str, template: dict[str, Any]) -> dict[str, Any]:
+    loaded = zeros_like(template)
+    with single_process():
+        dcp.load(loaded, storage_reader=reader(s3.uri(key)))
+    return loaded
+
+
+def big_state_dict() -> dict[str, Any]:
+    """A state dict whose file is a multipart upload (past one 5 MiB part)."""
+    return {**state_dict(seed=9), "big": torch.arange(int(1.5 * MIB), dtype=torch.float32)}
+
+
+def snapshot(s3: MockBucket) -> dict[str, bytes]:
+    return {key: s3.read(key) for key in s3.list_keys()}
+
+
+@pytest.fixture
+def requests(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """(operation, key) of every put, copy, head and delete the checkpoint's client sends."""
+    sent: list[tuple[str, str]] = []
+    lock = threading.Lock()
+    for name in ("put_object", "copy_object", "head_object", "delete_object"):
+        original = getattr(S3Client, name)
+
+        def recording(
+            self: S3Client,
+            bucket: str,
+            key: str,
+            *args: Any,
+            _name: str = name,
+            _original: Any = original,
+            **kwargs: Any,
+        ) -> Any:
+            with lock:
+                sent.append((_name, key))
+            return _original(self, bucket, key, *args, **kwargs)
+
+        monkeypatch.setattr(S3Client, name, recording)
+    return sent
+
+
+# ---- publishing .metadata -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("thread_count", [1, 3])
+def test_metadata_is_one_put_to_its_key(s3: MockBucket, requests: list[tuple[str, str]], thread_count: int) -> None:
+    source = state_dict(tensors=8)
+    storage = writer(s3.uri("ckpt"), thread_count=thread_count)
+    with single_process():
+        dcp.save(source, storage_writer=storage)
+    shards = [f"ckpt/__0_{index}.distcp" for index in range(thread_count)]
+    assert s3.list_keys() == ["ckpt/.metadata", *shards]
+    assert sorted(key for operation, key in requests if operation == "put_object") == ["ckpt/.metadata", *shards]
+    assert [operation for operation, _ in requests if operation in ("copy_object", "delete_object")] == []
+    # Written last, after every file.
+    assert requests[-1] == ("put_object", "ckpt/.metadata")
+    metadata = pickle.loads(s3.read("ckpt/.metadata"))
+    assert isinstance(metadata, Metadata)
+    assert metadata.version == CURRENT_DCP_VERSION
+    assert metadata.storage_meta is not None
+    assert str(metadata.storage_meta.checkpoint_id) == s3.uri("ckpt")
+    assert metadata.storage_meta.save_id == storage.save_id
+    assert {data.relative_path for data in metadata.storage_data.values()} == {key.split("/")[1] for key in shards}
+    assert_state_dicts_equal(load(s3, "ckpt", source), source)
+
+
+def test_metadata_is_per_rank_without_collectives(s3: MockBucket) -> None:
+    storage = writer(s3.uri("ckpt"))
+    storage.set_up_storage_writer(True, rank=3, use_collectives=False)
+    storage.finish(Metadata(state_dict_metadata={}), [[]])
+    assert s3.list_keys() == ["ckpt/__3.metadata"]
+    assert pickle.loads(s3.read("ckpt/__3.metadata")).storage_data == {}
+
+
+def test_a_failed_metadata_put_publishes_nothing(s3: MockBucket, monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing_dump(obj: Any, file: Any, *args: Any, **kwargs: Any) -> None:
+        file.write(b"half a pickle")
+        raise OSError("injected")
+
+    monkeypatch.setattr(pickle, "dump", failing_dump)
+    with pytest.raises(OSError, match="injected"):
+        writer(s3.uri("ckpt")).finish(Metadata(state_dict_metadata={}), [[]])
+    assert s3.list_keys() == []
+
+
+# ---- overwrite=False ------------------------------------------------------------------------
+
+
+def test_create_only_follows_overwrite(s3: MockBucket) -> None:
+    assert writer(s3.uri("a"), overwrite=False).fs.create_only is True  # type: ignore[attr-defined]
+    storage = writer(s3.uri("b"))
+    assert storage.fs.create_only is False  # type: ignore[attr-defined]
+    storage.overwrite = False  # as of the save, not of the construction
+    storage.prepare_local_plan(SavePlan([]))
+    assert storage.fs.create_only is True  # type: ignore[attr-defined]
+
+
+def test_overwrite_false_leaves_every_existing_object_identical(s3: MockBucket) -> None:
+    with single_process():
+        dcp.save(state_dict(seed=1), storage_writer=writer(s3.uri("ckpt"), thread_count=2))
+    before = snapshot(s3)
+    with single_process(), pytest.raises(CheckpointException, match="Checkpoint already exists"):
+        dcp.save(state_dict(seed=2), storage_writer=writer(s3.uri("ckpt"), thread_count=2, overwrite=False))
+    assert snapshot(s3) == before
+    assert s3.uploads() == []
+
+
+class RacedWriter(S3StorageWriter):
+    """A writer whose save is raced: once planning is done (torch's check found no checkpoint),
+    ``racer`` writes an object at ``raced_key`` before this save writes its files (or, for
+    ``.metadata``, before it publishes)."""
+
+    raced_key = ""
+    racer: MockBucket
+
+    def write_data(self, plan: SavePlan, planner: SavePlanner) -> Future[list[WriteResult]]:
+        if not self.raced_key.endswith(".metadata"):
+            self.racer.put(self.raced_key, b"the racing save's object")
+        return super().write_data(plan, planner)
+
+    def finish(self, metadata: Metadata, results: list[list[WriteResult]]) -> None:
+        if self.raced_key.endswith(".metadata"):
+            self.racer.put(self.raced_key, b"the racing save's object")
+        super().finish(metadata, results)
+
+
+def raced_writer(s3: MockBucket, raced_key: str, **kwargs: Any) -> RacedWriter:
+    kwargs.setdefault("s3client_config", CONFIG)
+    storage = RacedWriter(REGION, s3.uri("ckpt"), **kwargs)
+    storage.raced_key = raced_key
+    storage.racer = s3
+    return storage
+
+
+@pytest.mark.parametrize(
+    ("raced_key", "thread_count", "source"),
+    [
+        ("ckpt/__0_0.distcp", 1, state_dict),
+        ("ckpt/__0_0.distcp", 1, big_state_dict),  # the file is a multipart upload
+        ("ckpt/__0_1.distcp", 2, state_dict),  # written by FileSystemWriter's extra thread
+        ("ckpt/.metadata", 2, state_dict),
+    ],
+    ids=["shard", "multipart-shard", "second-thread-shard", "metadata"],
+)
+def test_overwrite_false_never_replaces_a_racing_object(
+    s3: MockBucket, monkeypatch: pytest.MonkeyPatch, raced_key: str, thread_count: int, source: Any
+) -> None:
+    monkeypatch.setattr("threading.excepthook", lambda args: None)  # the extra threads' printout
+    storage = raced_writer(s3, raced_key, thread_count=thread_count, overwrite=False)
+    with single_process(), pytest.raises(CheckpointException) as raised:
+        dcp.save(source(), storage_writer=storage)
+    assert "already exists" in str(raised.value)
+    assert raised.value.failures  # the S3Exception of the refused PUT
+    assert s3.read(raced_key) == b"the racing save's object"
+    if raced_key != "ckpt/.metadata":
+        assert "ckpt/.metadata" not in s3.list_keys()
+    assert s3.uploads() == []
+
+
+def test_overwrite_true_replaces_a_racing_object(s3: MockBucket) -> None:
+    source = state_dict(seed=3)
+    storage = raced_writer(s3, "ckpt/__0_0.distcp", overwrite=True)
+    with single_process():
+        dcp.save(source, storage_writer=storage)
+    assert s3.read("ckpt/__0_0.distcp") != b"the racing save's object"
+    assert_state_dicts_equal(load(s3, "ckpt", source), source)
+
+
+def test_overwrite_false_saves_where_nothing_exists(s3: MockBucket) -> None:
+    source = big_state_dict()
+    with single_process():
+        dcp.save(source, storage_writer=writer(s3.uri("ckpt"), thread_count=2, overwrite=False))
+    assert s3.list_keys() == ["ckpt/.metadata", "ckpt/__0_0.distcp", "ckpt/__0_1.distcp"]
+    assert_state_dicts_equal(load(s3, "ckpt", source), source)
+
+
+# ---- S3FileSystem ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [10, 6 * MIB], ids=["single", "multipart"])
+def test_file_system_create_only(s3: MockBucket, size: int) -> None:
+    s3.put("taken", b"old")
+    fs = S3FileSystem(REGION, s3client_config=CONFIG, create_only=True)
+    with pytest.raises(S3Exception, match="already exists"), fs.create_stream(s3.uri("taken"), "wb") as stream:
+        stream.write(b"n" * size)
+    assert s3.read("taken") == b"old"
+    assert isinstance(fs._last_write_error, S3Exception)
+    with fs.create_stream(s3.uri("free"), "wb") as stream:
+        stream.write(b"n" * size)
+    assert s3.read("free") == b"n" * size
+    fs.create_only = False
+    with fs.create_stream(s3.uri("taken"), "wb") as stream:
+        stream.write(b"new")
+    assert s3.read("taken") == b"new"
+    assert s3.uploads() == []
 
 
 def test_plan_items_survive_dataclass_replace() -> None:

@@ -50,6 +50,10 @@ class S3FileSystem(FileSystemBase):
         s3client_config: Transport settings of the client made when ``s3_client`` is omitted.
         reader_constructor: How ``create_stream(path, "rb")`` reads (sequential by default).
         endpoint: An S3-compatible endpoint URL (s3torch addition; keyword only).
+        create_only: Whether ``create_stream(path, "wb")`` only creates objects (s3torch
+            addition; keyword only; also the attribute ``create_only``): every object is written
+            with ``if_none_match="*"``, so an existing object is never replaced, even by a write
+            racing with this one, and closing such a stream raises ``S3Exception`` instead.
     """
 
     def __init__(
@@ -60,6 +64,7 @@ class S3FileSystem(FileSystemBase):
         reader_constructor: S3ReaderConstructorProtocol | None = None,
         *,
         endpoint: str | None = None,
+        create_only: bool = False,
     ) -> None:
         self._reader_constructor = reader_constructor or S3ReaderConstructor.default()
         self._client = s3_client or S3Client(
@@ -69,6 +74,7 @@ class S3FileSystem(FileSystemBase):
             s3client_config=s3client_config,
         )
         self.path: str = ""
+        self.create_only = create_only
         # The last failure of a write stream, so a writer can name the cause of a lost shard.
         self._last_write_error: Exception | None = None
 
@@ -90,17 +96,18 @@ class S3FileSystem(FileSystemBase):
     @contextmanager
     def create_stream(self, path: str | os.PathLike[str], mode: str) -> Generator[io.IOBase, None, None]:
         """A stream over the object ``path``: an ``S3Writer`` for ``"wb"`` (the object is
-        published when the block ends normally, and not at all when it raises), a reader of the
-        configured strategy for ``"rb"``.
+        published when the block ends normally, and not at all when it raises; with
+        ``create_only``, only if no object exists at ``path``), a reader of the configured
+        strategy for ``"rb"``.
 
         Raises:
             ValueError: ``mode`` is neither ``"rb"`` nor ``"wb"``, or ``path`` is not an S3 URI.
-            S3Exception: S3 refused a request.
+            S3Exception: S3 refused a request (with ``create_only``: an object already exists).
         """
         if mode == "wb":
             bucket, key = parse_object_uri(path)
-            logger.debug("create_stream wb s3://%s/%s", bucket, key)
-            writer = self._client.put_object(bucket, key)
+            logger.debug("create_stream wb s3://%s/%s create_only=%s", bucket, key, self.create_only)
+            writer = self._client.put_object(bucket, key, if_none_match="*" if self.create_only else None)
             try:
                 with writer:
                     yield writer

@@ -6,6 +6,7 @@ import dataclasses
 import inspect
 import logging
 import os
+import pickle
 import queue
 import threading
 from typing import Any
@@ -35,11 +36,16 @@ class S3StorageWriter(FileSystemWriter):
     Each rank writes ``thread_count`` files, concurrently, named by ``prefix_strategy`` under
     ``path``; each file is a multipart upload whose parts go up in parallel while the next bytes
     are serialized. The checkpoint's ``.metadata`` is written by the coordinator only after every
-    rank has finished every file, so a checkpoint without ``.metadata`` is one whose save did not
+    rank has finished every file, with one PUT straight to its key (an S3 PUT is atomic: no
+    temporary object, no copy), so a checkpoint without ``.metadata`` is one whose save did not
     complete. With ``overwrite=True`` (torch's default) an existing ``.metadata`` at ``path`` is
     deleted before any file is written: an interrupted overwrite leaves no loadable mixture of
     old and new files. With ``overwrite=False`` an existing checkpoint is refused
-    ("Checkpoint already exists").
+    ("Checkpoint already exists"), and every object of the save (each file and ``.metadata``) is
+    written create-only (``if_none_match="*"``): an existing object is never replaced, even by a
+    save racing with this one; such a save fails with an ``S3Exception`` ("already exists") and
+    publishes no ``.metadata``. The files it wrote before failing stay: delete them, or save
+    elsewhere, before saving to the same path again with ``overwrite=False``.
 
     Args:
         region: Region of the bucket.
@@ -70,7 +76,9 @@ class S3StorageWriter(FileSystemWriter):
             raise ValueError(f"thread_count must be a positive integer, got {thread_count!r}")
         kwargs.pop("sync_files", None)
         super().__init__(path=path, sync_files=False, thread_count=thread_count, **kwargs)
-        self._s3_fs = S3FileSystem(region, s3client_config=s3client_config, endpoint=endpoint)
+        self._s3_fs = S3FileSystem(
+            region, s3client_config=s3client_config, endpoint=endpoint, create_only=not self.overwrite
+        )
         self.fs = self._s3_fs  # type: ignore[assignment]  # torch declares its local FileSystem
         self.path = self._s3_fs.init_path(path)
         self.prefix_strategy: S3PrefixStrategyBase = prefix_strategy or DefaultPrefixStrategy()
@@ -79,6 +87,14 @@ class S3StorageWriter(FileSystemWriter):
         rank: int | None = getattr(self, "rank", None)
         per_rank = rank is not None and not getattr(self, "use_collectives", True)
         return self._s3_fs.concat_path(self.path, f"__{rank}.metadata" if per_rank else ".metadata")
+
+    def prepare_local_plan(self, plan: SavePlan) -> SavePlan:
+        """torch's check ("Checkpoint already exists" unless ``overwrite``), after which every
+        object of this save is written create-only unless ``overwrite``."""
+        # Runs on every rank before it writes anything; follows ``overwrite`` as it is now.
+        self._s3_fs.create_only = not getattr(self, "overwrite", True)
+        local_plan: SavePlan = super().prepare_local_plan(plan)
+        return local_plan
 
     def prepare_global_plan(self, plans: list[SavePlan]) -> list[SavePlan]:
         """Give every rank's plan its file-name prefix from ``prefix_strategy``, and (when
@@ -184,8 +200,25 @@ class S3StorageWriter(FileSystemWriter):
         return arguments
 
     def finish(self, metadata: Metadata, results: list[list[WriteResult]]) -> None:
-        """Publish ``.metadata``: called by DCP on the coordinator once every rank wrote every file."""
-        super().finish(metadata, results)
+        """Publish ``.metadata``: called by DCP on the coordinator once every rank wrote every file.
+
+        The metadata is assembled as torch's ``FileSystemWriter.finish`` does it, then written
+        with one PUT straight to its key, where torch writes a temporary file and renames it
+        (on S3: a copy and deletes, during which no ``.metadata`` exists). With
+        ``overwrite=False`` the PUT is create-only.
+        """
+        version = getattr(torch_filesystem, "CURRENT_DCP_VERSION", None)
+        if version is not None:
+            metadata.version = version
+        storage_data = {}
+        for rank_results in results:
+            storage_data.update({result.index: result.storage_data for result in rank_results})
+        metadata.storage_data = storage_data
+        storage_meta = getattr(self, "storage_meta", None)
+        if storage_meta is not None:
+            metadata.storage_meta = storage_meta()
+        with self.fs.create_stream(self._metadata_path_of_this_save(), "wb") as metadata_file:
+            pickle.dump(metadata, metadata_file)
         logger.debug("Checkpoint %s published (%d ranks)", self.path, len(results))
 
     @classmethod
