@@ -1,23 +1,33 @@
-"""An fsspec filesystem for ``s3://`` on ``S3Client``, for Lightning's own bookkeeping.
+"""An fsspec filesystem for ``s3://`` on ``S3Client``, for the libraries that reach S3 through fsspec.
 
-Checkpoint bytes go through ``S3LightningCheckpoint``, but Lightning also asks fsspec about
-``s3://`` paths itself: ``ModelCheckpoint`` checks whether files exist and lists its directory,
-the CSV logger writes ``metrics.csv`` and ``hparams.yaml``, ``load_from_checkpoint`` opens the
-file. fsspec serves ``s3://`` with s3fs, and fails with "Install s3fs to access S3" without it.
-When s3fs is not installed, importing ``s3torch.lightning`` registers this filesystem for the
-``s3`` protocol instead, so those calls go through the same client, endpoint and credentials as
-the checkpoints. With s3fs installed nothing is registered: s3fs keeps serving ``s3://``.
+fsspec serves ``s3://`` with s3fs, and fails with "Install s3fs to access S3" without it. Two of
+our packages meet fsspec there:
 
-The filesystem does what Lightning needs (``info``/``exists``/``isfile``/``isdir``, ``ls``,
-``open`` for reading, writing and appending, ``rm``, ``cp``, ``modified``); it is not a general
-replacement for s3fs. S3 has no directories: every path that is not an object counts as a
-(possibly empty) directory for ``isdir`` (as Lightning's own object-store handling assumes, so
-that logs can be written under a new prefix), ``makedirs`` does nothing, and ``exists`` is true
-for objects and for prefixes that hold objects.
+* Lightning asks fsspec about ``s3://`` paths itself: ``ModelCheckpoint`` checks whether files
+  exist and lists its directory, the CSV logger writes ``metrics.csv`` and ``hparams.yaml``,
+  ``load_from_checkpoint`` opens the file.
+* ``torch.distributed.checkpoint`` without a storage (``dcp.save(sd, checkpoint_id="s3://...")``)
+  falls back to its ``FsspecWriter``/``FsspecReader``.
+
+When s3fs is not installed, importing ``s3torch.lightning`` or ``s3torch.dcp`` calls
+``register()``, which serves fsspec's ``s3`` protocol with ``S3FsspecFileSystem``. With s3fs
+installed nothing is registered: s3fs keeps serving ``s3://``.
+
+The filesystem does what those callers need (``info``/``exists``/``isfile``/``isdir``, ``ls``,
+``open`` for reading, writing and appending, ``rm``, ``cp``/``mv`` of objects, ``modified``); it
+is not a general replacement for s3fs. S3 has no directories: every path that is not an object
+counts as a (possibly empty) directory for ``isdir`` (as Lightning's own object-store handling
+assumes, so that logs can be written under a new prefix), ``makedirs`` does nothing, and
+``exists`` is true for objects and for prefixes that hold objects.
+
+This module imports fsspec, which s3torch-readers itself does not depend on: it is imported by
+the packages that declare fsspec (s3torch-dcp, s3torch-lightning), never by
+``s3torch.readers``' ``__init__``.
 """
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import io
 import logging
@@ -31,20 +41,20 @@ from fsspec.spec import AbstractFileSystem  # type: ignore[import-untyped]
 
 from s3torch.client import S3Client, S3Exception
 
-from ._compat import lightning_user_agent
-
 logger = logging.getLogger(__name__)
 
 PROTOCOL = "s3"
 _FALLBACK_REGION = "us-east-1"
+#: What makes fsspec expand a path as a glob (as ``glob.has_magic``).
+_GLOB_CHARACTERS = frozenset("*?[")
 
 _client_lock = threading.Lock()
 _client: S3Client | None = None
 
 
-def use_client(client: S3Client) -> None:
-    """Make ``client`` the one Lightning's ``s3://`` bookkeeping uses (the latest
-    ``S3LightningCheckpoint`` built, or unpickled, in this process wins)."""
+def use_client(client: S3Client | None) -> None:
+    """Make ``client`` the one fsspec's ``s3://`` uses in this process (the latest call wins);
+    ``None`` goes back to the environment's client, built anew on next use."""
     global _client
     with _client_lock:
         _client = client
@@ -52,11 +62,12 @@ def use_client(client: S3Client) -> None:
 
 def current_client() -> S3Client:
     """The client set by ``use_client``; before any, one for the region of the AWS environment
-    (``AWS_REGION``, ``AWS_DEFAULT_REGION``, the profile's region), else us-east-1."""
+    (``AWS_REGION``, ``AWS_DEFAULT_REGION``, the profile's region, else us-east-1) and
+    botocore's endpoint resolution (``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL``, the profile)."""
     global _client
     with _client_lock:
         if _client is None:
-            _client = S3Client(_environment_region(), user_agent=lightning_user_agent())
+            _client = S3Client(_environment_region())
         return _client
 
 
@@ -74,14 +85,14 @@ def _environment_region() -> str:
 
 
 def register() -> bool:
-    """Serve fsspec's ``s3://`` with ``S3LightningFileSystem`` unless s3fs is installed.
+    """Serve fsspec's ``s3://`` with ``S3FsspecFileSystem`` unless s3fs is installed.
 
     Returns whether it is registered (now or before)."""
     if importlib.util.find_spec("s3fs") is not None:
         return False
-    if fsspec.registry.get(PROTOCOL) is not S3LightningFileSystem:
-        fsspec.register_implementation(PROTOCOL, S3LightningFileSystem, clobber=True)
-        logger.debug("s3fs is not installed: fsspec's s3:// is served by %s", S3LightningFileSystem.__qualname__)
+    if fsspec.registry.get(PROTOCOL) is not S3FsspecFileSystem:
+        fsspec.register_implementation(PROTOCOL, S3FsspecFileSystem, clobber=True)
+        logger.debug("s3fs is not installed: fsspec's s3:// is served by %s", S3FsspecFileSystem.__qualname__)
     return True
 
 
@@ -89,13 +100,18 @@ def _is_not_found(error: S3Exception) -> bool:
     return error.status == 404 or error.code in ("NoSuchKey", "NoSuchBucket", "NotFound")
 
 
+def _not_found(uri: str) -> FileNotFoundError:
+    """``[Errno 2] No such file or directory: 's3://...'``, as for a missing local file."""
+    return FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), uri)
+
+
 def _timestamp(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, tz=timezone.utc)
 
 
-class S3LightningFileSystem(AbstractFileSystem):  # type: ignore[misc]
-    """fsspec's ``s3://`` on an ``S3Client`` (by default the one of the latest
-    ``S3LightningCheckpoint``). Paths are ``bucket/key``, with or without ``s3://``."""
+class S3FsspecFileSystem(AbstractFileSystem):  # type: ignore[misc]
+    """fsspec's ``s3://`` on an ``S3Client`` (by default ``current_client()``).
+    Paths are ``bucket/key``, with or without ``s3://``."""
 
     protocol = PROTOCOL
     root_marker = ""
@@ -140,16 +156,22 @@ class S3LightningFileSystem(AbstractFileSystem):  # type: ignore[misc]
         bucket, key = self._location(path)
         if not key:
             return self._directory(bucket)
+        file = self._head(bucket, key)
+        if file is not None:
+            return file
+        if self._has_entries(bucket, key):
+            return self._directory(f"{bucket}/{key}")
+        raise _not_found(f"s3://{bucket}/{key}")
+
+    def _head(self, bucket: str, key: str) -> dict[str, Any] | None:
+        """The object's info, or ``None`` when there is no such object."""
         try:
             head = self.client.head_object(bucket, key)
         except S3Exception as error:
-            if not _is_not_found(error):
-                raise
-        else:
-            return self._file(bucket, key, head.size, head.etag, head.last_modified)
-        if self._has_entries(bucket, key):
-            return self._directory(f"{bucket}/{key}")
-        raise FileNotFoundError(f"s3://{bucket}/{key}")
+            if _is_not_found(error):
+                return None
+            raise
+        return self._file(bucket, key, head.size, head.etag, head.last_modified)
 
     def _has_entries(self, bucket: str, key: str) -> bool:
         try:
@@ -186,16 +208,11 @@ class S3LightningFileSystem(AbstractFileSystem):  # type: ignore[misc]
                 entries += [self._directory(f"{bucket}/{common.rstrip('/')}") for common in page.common_prefixes]
         except S3Exception as error:
             if _is_not_found(error):
-                raise FileNotFoundError(f"s3://{bucket}") from error
+                raise _not_found(f"s3://{bucket}") from error
             raise
         if not entries and key:
-            try:
-                head = self.client.head_object(bucket, key)
-            except S3Exception as error:
-                if not _is_not_found(error):
-                    raise
-            else:
-                entries = [self._file(bucket, key, head.size, head.etag, head.last_modified)]
+            file = self._head(bucket, key)
+            entries = [file] if file is not None else []
         return entries if detail else [entry["name"] for entry in entries]
 
     # ---- directories: S3 has none ---------------------------------------------------------
@@ -225,13 +242,16 @@ class S3LightningFileSystem(AbstractFileSystem):  # type: ignore[misc]
                 reader.prefetch()  # sends the GET now, so a missing object fails here
             except S3Exception as error:
                 if _is_not_found(error):
-                    raise FileNotFoundError(f"s3://{bucket}/{key}") from error
+                    raise _not_found(f"s3://{bucket}/{key}") from error
                 raise
-            # S3Reader has no read1(), which text mode (io.TextIOWrapper) needs; BufferedReader
-            # adds it, and passes large reads (torch.load's) straight to the reader's readinto.
+            # io.BufferedReader gives text mode (io.TextIOWrapper) the read1() it needs, and
+            # passes large reads (torch.load's) straight to the reader's readinto.
             return io.BufferedReader(reader)
         if not autocommit:
             raise NotImplementedError(f"{type(self).__name__} has no transactions; install s3fs for them")
+        # The writer publishes the object on close() and aborts on an exception inside `with`.
+        # It has no fileno(): torch's FsspecWriter then calls os.sync() where it would fsync a
+        # local file, which costs the local disks a flush and changes nothing in S3.
         if mode == "wb":
             return self.client.put_object(bucket, key)
         if mode == "ab":
@@ -260,4 +280,49 @@ class S3LightningFileSystem(AbstractFileSystem):  # type: ignore[misc]
     def cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
         source_bucket, source_key = self._object(path1)
         target_bucket, target_key = self._object(path2)
-        self.client.copy_object(source_bucket, source_key, target_bucket, target_key)
+        try:
+            self.client.copy_object(source_bucket, source_key, target_bucket, target_key)
+        except S3Exception as error:
+            if _is_not_found(error):  # fsspec's copy() skips or raises on FileNotFoundError only
+                raise _not_found(f"s3://{source_bucket}/{source_key}") from error
+            raise
+
+    def copy(
+        self,
+        path1: Any,
+        path2: Any,
+        recursive: bool = False,
+        maxdepth: int | None = None,
+        on_error: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Copy objects; ``mv`` and ``rename`` are this copy, then ``rm`` of the source.
+
+        One object copied to a path that is neither a prefix holding objects nor written with
+        a trailing ``/`` lands exactly there: ``rename("p/.metadata.tmp", "p/.metadata")``
+        makes ``p/.metadata``. (fsspec's generic copy asks ``isdir``, which is true for any
+        path that is not an object yet: it would make ``p/.metadata/.metadata.tmp``, and skip a
+        missing source silently.) Anything else (globs, ``recursive``, lists) is fsspec's
+        generic copy.
+
+        Raises:
+            FileNotFoundError: The source is neither an object nor a prefix holding objects
+                (unless ``on_error="ignore"``).
+        """
+        if isinstance(path1, str) and isinstance(path2, str) and not recursive and not _GLOB_CHARACTERS & set(path1):
+            source: str = self._strip_protocol(path1)
+            if not self.isfile(source):
+                if on_error != "ignore" and not self._is_prefix(source):
+                    raise _not_found(f"s3://{source}")
+                return  # a prefix: a copy without `recursive` copies no directory, as fsspec's
+            target: str = self._strip_protocol(path2)
+            if path2.endswith("/") or self._is_prefix(target):
+                target = f"{target.rstrip('/')}/{source.rsplit('/', 1)[-1]}"
+            self.cp_file(source, target, **kwargs)
+            return
+        super().copy(path1, path2, recursive=recursive, maxdepth=maxdepth, on_error=on_error, **kwargs)
+
+    def _is_prefix(self, path: str) -> bool:
+        """A bucket, or a prefix that holds objects: where a copy puts the source's name."""
+        bucket, key = self._location(path)
+        return not key or self._has_entries(bucket, key)
