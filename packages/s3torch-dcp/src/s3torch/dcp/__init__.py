@@ -4,9 +4,15 @@
 * ``S3StorageWriter``, ``S3StorageReader`` and ``S3FileSystem``: storage for
   ``torch.distributed.checkpoint`` (``save``, ``async_save``, ``load``).
 * Prefix strategies: where each rank's files go under the checkpoint path.
+
+Without s3fs installed, importing this package also serves fsspec's ``s3://`` protocol with
+s3torch (``s3torch.readers._fsspec``), so that ``dcp.save(sd, checkpoint_id="s3://...")`` and
+``dcp.load`` without a storage, which torch sends to its ``FsspecWriter``/``FsspecReader``, work.
 """
 
 from importlib import metadata as _metadata
+
+from s3torch.readers import _fsspec
 
 from ._checkpoint import S3Checkpoint
 from ._file_system import S3FileSystem
@@ -20,6 +26,8 @@ from ._prefix_strategy import (
 )
 from ._storage_reader import CheckpointNotFoundError, S3StorageReader
 from ._storage_writer import S3StorageWriter
+
+_fsspec.register()
 
 try:
     __version__ = _metadata.version("s3torch-dcp")
