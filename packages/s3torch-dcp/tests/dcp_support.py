@@ -9,8 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.distributed.checkpoint as dcp
 
 from s3torch.client import S3ClientConfig
+from s3torch.dcp import S3StorageReader, S3StorageWriter
 
 REGION = "us-east-1"
 BUCKET = "s3torch-dcp-unit"
@@ -85,3 +87,15 @@ def single_process() -> Iterator[None]:
         warnings.filterwarnings("ignore", message="torch.distributed is disabled")
         warnings.filterwarnings("ignore", message="Detected an existing checkpoint")
         yield
+
+
+def reader(uri: str, **kwargs: Any) -> S3StorageReader:
+    """An ``S3StorageReader`` of ``uri`` with the tests' client settings."""
+    kwargs.setdefault("s3client_config", CONFIG)
+    return S3StorageReader(REGION, uri, **kwargs)
+
+
+def save(s3: MockBucket, key: str, source: dict[str, Any], **kwargs: Any) -> None:
+    """``dcp.save`` of ``source`` to ``key`` of the bucket with ``S3StorageWriter``."""
+    with single_process():
+        dcp.save(source, storage_writer=S3StorageWriter(REGION, s3.uri(key), s3client_config=CONFIG, **kwargs))

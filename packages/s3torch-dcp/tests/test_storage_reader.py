@@ -10,26 +10,25 @@ from typing import Any
 import pytest
 import torch
 import torch.distributed.checkpoint as dcp
-from dcp_support import CONFIG, REGION, MockBucket, assert_state_dicts_equal, single_process, state_dict, zeros_like
+from dcp_support import (
+    CONFIG,
+    REGION,
+    MockBucket,
+    assert_state_dicts_equal,
+    reader,
+    save,
+    single_process,
+    state_dict,
+    zeros_like,
+)
 from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.filesystem import _StorageInfo
 from torch.distributed.checkpoint.metadata import MetadataIndex
 from torch.distributed.checkpoint.planner import LoadItemType, LoadPlan, ReadItem
 
 from s3torch.client import S3Exception
-from s3torch.dcp import CheckpointNotFoundError, S3FileSystem, S3StorageReader, S3StorageWriter
+from s3torch.dcp import CheckpointNotFoundError, S3FileSystem, S3StorageReader
 from s3torch.readers import DCPOptimizedConstructor, ItemRange, S3Reader, S3ReaderConstructor
-
-
-def reader(uri: str, **kwargs: Any) -> S3StorageReader:
-    kwargs.setdefault("s3client_config", CONFIG)
-    return S3StorageReader(REGION, uri, **kwargs)
-
-
-def save(s3: MockBucket, key: str, source: dict[str, Any], **kwargs: Any) -> None:
-    with single_process():
-        dcp.save(source, storage_writer=S3StorageWriter(REGION, s3.uri(key), s3client_config=CONFIG, **kwargs))
-
 
 # ---- construction ---------------------------------------------------------------------------
 

@@ -8,12 +8,20 @@ from typing import Any
 
 from torch.distributed.checkpoint.filesystem import FileSystemReader
 from torch.distributed.checkpoint.metadata import Metadata
-from torch.distributed.checkpoint.planner import LoadPlan
+from torch.distributed.checkpoint.planner import LoadPlan, LoadPlanner, ReadItem
+from torch.futures import Future
 
-from s3torch.client import S3ClientConfig, S3Exception
-from s3torch.readers import DCPS3ReaderConstructorProtocol, S3ReaderConstructor, S3ReaderConstructorProtocol
+from s3torch.client import GetObjectStream, S3ClientConfig, S3Exception
+from s3torch.readers import (
+    DEFAULT_MAX_GAP_SIZE,
+    DCPS3ReaderConstructorProtocol,
+    S3ReaderConstructor,
+    S3ReaderConstructorProtocol,
+)
 
+from ._direct_load import DirectLoader, StreamOpener
 from ._file_system import S3FileSystem, is_not_found
+from ._uri import parse_object_uri
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +37,12 @@ class S3StorageReader(FileSystemReader):
 
     By default files are read with ``S3ReaderConstructor.dcp_optimized()``: each rank fetches
     only the byte ranges its load plan needs (neighbours closer than ``max_gap_size`` share one
-    ranged GET), several range groups of a file at a time. ``prepare_local_plan`` orders the
-    plan by file offset and hands the ranges to that reader.
+    ranged GET), several files at a time, and each tensor's bytes are received straight into
+    the destination tensor when it can take them as they are (a CPU, contiguous tensor of the
+    saved dtype), without ``torch.load``'s temporary copy. ``prepare_local_plan`` orders the
+    plan by file offset and hands the ranges to the reader constructor. With ``sequential()``
+    or ``range_based()``, files are read through torch's ``FileSystemReader.read_data``, one
+    file-like reader per file (``torch.load`` of each item, then a copy).
 
     Args:
         region: Region of the bucket.
@@ -96,6 +108,41 @@ class S3StorageReader(FileSystemReader):
         if isinstance(self._reader_constructor, DCPS3ReaderConstructorProtocol):
             self._reader_constructor.set_item_ranges_by_file(plan.items, storage_data, self.path)
         return plan
+
+    def read_data(self, plan: LoadPlan, planner: LoadPlanner) -> Future[None]:
+        """Read the plan's items into the planner's tensors (see the class docstring)."""
+        if not self._loads_directly(plan):
+            future: Future[None] = super().read_data(plan, planner)
+            return future
+        items_by_file: dict[str, list[tuple[ReadItem, Any]]] = {}
+        for read_item in plan.items:
+            info = self.storage_data[read_item.storage_index]
+            items_by_file.setdefault(info.relative_path, []).append((read_item, info))
+        max_gap_size = getattr(self._reader_constructor, "max_gap_size", DEFAULT_MAX_GAP_SIZE)
+        DirectLoader(planner, self._stream_opener, self._file_uri, max_gap_size).load(items_by_file)
+        done: Future[None] = Future()
+        done.set_result(None)
+        return done
+
+    def _loads_directly(self, plan: LoadPlan) -> bool:
+        """The DCP-optimized load applies with our DCP-optimized constructor and no stream
+        transforms (torch's extensions) on the plan's items."""
+        if S3ReaderConstructor.get_reader_type_string(self._reader_constructor) != "dcp_optimized":
+            return False
+        storage_data = self.storage_data
+        return not any(getattr(storage_data[item.storage_index], "transform_descriptors", None) for item in plan.items)
+
+    def _file_uri(self, relative_path: str) -> str:
+        return str(self._s3_fs.concat_path(self.path, relative_path))
+
+    def _stream_opener(self, relative_path: str) -> StreamOpener:
+        bucket, key = parse_object_uri(self._file_uri(relative_path))
+        client = self._s3_fs.client
+
+        def open_stream(start: int, end: int, etag: str | None) -> GetObjectStream:
+            return client.get_object_stream(bucket, key, start, end, etag=etag)
+
+        return open_stream
 
     @classmethod
     def validate_checkpoint_id(cls, checkpoint_id: str | os.PathLike[str]) -> bool:

@@ -1,0 +1,277 @@
+"""The DCP-optimized load: each planned tensor's bytes go from the network into its destination.
+
+torch's ``FileSystemReader.read_data`` loads every tensor item with ``torch.load`` (a fresh
+storage, whose pages the kernel must fault in) and then copies it into the destination tensor
+(a second copy, on torch's intra-op threads). With the DCP-optimized reader constructor,
+``S3StorageReader`` reads each file of its plan differently:
+
+* the plan's items of a file are coalesced into range groups (neighbours closer than
+  ``max_gap_size``), one GET stream each, read front to back; the groups of a file are pinned to
+  the version (ETag) the first one saw;
+* for each tensor item, the start of its ``torch.save`` archive is parsed
+  (``parse_tensor_layout``); when the destination can take the bytes as they are (a CPU,
+  contiguous tensor of the same dtype, and a contiguous span of the saved tensor), they are
+  received from the stream straight into the destination's memory, and the data descriptor
+  that follows them is checked;
+* any other item (bytes, another dtype, a strided view, an archive this module does not know)
+  is read whole and loaded with ``torch.load`` as torch does.
+
+``FILES_AT_ONCE`` files are read at the same time, on their own threads (the network waits and
+copies run without the GIL); calls into the load planner are made one at a time.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import io
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch.distributed._shard._utils import narrow_tensor_by_index
+from torch.distributed.checkpoint.planner import LoadItemType, LoadPlanner, ReadItem
+
+from s3torch.client import GetObjectStream, S3Exception
+
+from ._torch_save_layout import HEAD_BYTES, TensorLayout, parse_tensor_layout, storage_end_matches
+
+logger = logging.getLogger(__name__)
+
+#: Files of one plan read at the same time (each on one GET stream at a time).
+FILES_AT_ONCE = 4
+#: Bytes after a tensor's storage that are read to check its data descriptor.
+_DESCRIPTOR_BYTES = 24
+_SKIP_CHUNK = 1024 * 1024
+
+
+class _StorageInfo(Protocol):
+    relative_path: str
+    offset: int
+    length: int
+
+
+class StreamOpener(Protocol):
+    def __call__(self, start: int, end: int, etag: str | None) -> GetObjectStream: ...
+
+
+@dataclass
+class _Group:
+    """Items of one file fetched by one GET ``[start, end)``."""
+
+    start: int
+    end: int
+    items: list[tuple[ReadItem, _StorageInfo]] = field(default_factory=list)
+
+
+def range_groups(items: Sequence[tuple[ReadItem, _StorageInfo]], max_gap_size: float) -> list[_Group]:
+    """Items (sorted by offset) grouped so that the gap inside a group is at most ``max_gap_size``."""
+    groups: list[_Group] = []
+    for read_item, info in items:
+        end = info.offset + info.length
+        if groups and info.offset - groups[-1].end <= max_gap_size and info.offset >= groups[-1].end:
+            groups[-1].end = end
+        else:
+            groups.append(_Group(info.offset, end))
+        groups[-1].items.append((read_item, info))
+    return groups
+
+
+def _writable_bytes(tensor: torch.Tensor) -> memoryview:
+    """The memory of a contiguous CPU tensor, as writable bytes (kept valid by ``tensor``)."""
+    nbytes = tensor.numel() * tensor.element_size()
+    return memoryview((ctypes.c_ubyte * nbytes).from_address(tensor.data_ptr())).cast("B")
+
+
+class _GroupReader:
+    """Reads one range group's stream front to back, position by position."""
+
+    def __init__(self, stream: GetObjectStream, start: int, uri: str) -> None:
+        self.stream = stream
+        self.position = start
+        self.uri = uri
+        self._scratch: bytearray | None = None
+
+    def read_into(self, view: memoryview) -> None:
+        filled = 0
+        while filled < len(view):
+            count = self.stream.readinto(view[filled:])
+            if count == 0:
+                raise S3Exception(
+                    f"{self.uri} ended at byte {self.position + filled}, before byte {self.position + len(view)}"
+                    " of the checkpoint items planned in it: the file is shorter than its .metadata says"
+                )
+            filled += count
+        self.position += len(view)
+
+    def read(self, count: int) -> bytearray:
+        data = bytearray(count)
+        self.read_into(memoryview(data))
+        return data
+
+    def skip_to(self, position: int) -> None:
+        if position < self.position:
+            raise ValueError(f"{self.uri}: items overlap (byte {position} is before {self.position})")
+        while self.position < position:
+            if self._scratch is None:
+                self._scratch = bytearray(_SKIP_CHUNK)
+            count = min(position - self.position, len(self._scratch))
+            self.read_into(memoryview(self._scratch)[:count])
+
+
+class DirectLoader:
+    """Loads a plan's items from their files into the planner's tensors (see the module docstring)."""
+
+    def __init__(
+        self,
+        planner: LoadPlanner,
+        open_stream: Callable[[str], StreamOpener],
+        uri_of: Callable[[str], str],
+        max_gap_size: float,
+    ) -> None:
+        self._planner = planner
+        self._open_stream = open_stream
+        self._uri_of = uri_of
+        self._max_gap_size = max_gap_size
+        self._planner_lock = threading.Lock()
+        self._failed = threading.Event()
+
+    def load(self, items_by_file: dict[str, list[tuple[ReadItem, _StorageInfo]]]) -> None:
+        files = list(items_by_file.items())
+        if len(files) <= 1:
+            for relative_path, items in files:
+                self._load_file(relative_path, items)
+            return
+        with ThreadPoolExecutor(min(FILES_AT_ONCE, len(files)), thread_name_prefix="s3torch-dcp-load") as pool:
+            futures = [pool.submit(self._load_file, relative_path, items) for relative_path, items in files]
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            for future in done:
+                if future.exception() is not None:
+                    self._failed.set()  # the other files stop at their next item
+                    for other in futures:
+                        other.cancel()
+                    break
+        for future in futures:
+            if not future.cancelled():
+                future.result()  # the first failure, in plan order
+
+    def _load_file(self, relative_path: str, items: list[tuple[ReadItem, _StorageInfo]]) -> None:
+        uri = self._uri_of(relative_path)
+        opener = self._open_stream(relative_path)
+        etag: str | None = None
+        for group in range_groups(items, self._max_gap_size):
+            with opener(group.start, group.end, etag) as stream:
+                reader = _GroupReader(stream, group.start, uri)
+                for read_item, info in group.items:
+                    if self._failed.is_set():
+                        return
+                    reader.skip_to(info.offset)
+                    self._load_item(reader, read_item, info)
+                    etag = etag or stream.etag
+            logger.debug("Loaded %d items from %s [%d, %d)", len(group.items), uri, group.start, group.end)
+
+    def _load_item(self, reader: _GroupReader, read_item: ReadItem, info: _StorageInfo) -> None:
+        if read_item.type == LoadItemType.BYTE_IO:
+            data = reader.read(info.length)
+            with self._planner_lock:
+                self._planner.load_bytes(read_item, io.BytesIO(data))
+            return
+        head = reader.read(min(info.length, HEAD_BYTES))
+        layout = parse_tensor_layout(bytes(head))
+        span = None if layout is None else _contiguous_span(layout, read_item, info.length)
+        target: torch.Tensor | None = None
+        if layout is not None and span is not None:
+            with self._planner_lock:
+                target = self._planner.resolve_tensor(read_item).detach()
+            if _takes_bytes(target, layout.dtype, span[1]):
+                self._receive_in_place(reader, info, head, layout, span[0], target)
+                with self._planner_lock:
+                    self._planner.commit_tensor(read_item, target)
+                return
+        head += reader.read(info.length - len(head))
+        tensor = narrow_tensor_by_index(load_archive(head), read_item.storage_offsets, read_item.lengths)
+        if target is None:
+            with self._planner_lock:
+                target = self._planner.resolve_tensor(read_item).detach()
+        if target.size() != tensor.size():
+            raise AssertionError(f"req {read_item.storage_index} mismatch sizes {target.size()} vs {tensor.size()}")
+        target.copy_(tensor)
+        with self._planner_lock:
+            self._planner.commit_tensor(read_item, target)
+
+    def _receive_in_place(
+        self,
+        reader: _GroupReader,
+        info: _StorageInfo,
+        head: bytearray,
+        layout: TensorLayout,
+        span_start: int,
+        target: torch.Tensor,
+    ) -> None:
+        """Receive the planned span of the tensor's storage (``span_start`` bytes into it) into
+        ``target``, then read the rest of the archive and check what follows the storage."""
+        storage_end = layout.storage_start + layout.storage_nbytes
+        destination = _writable_bytes(target) if target.numel() else memoryview(b"")
+        start = layout.storage_start + span_start  # in the archive
+        end = start + len(destination)
+        # The head may hold the first bytes of the span (a small tensor: all of it).
+        from_head = max(0, min(end, len(head)) - start)
+        if from_head:
+            destination[:from_head] = memoryview(head)[start : start + from_head]
+        if end > len(head):
+            reader.skip_to(info.offset + max(start, len(head)))
+            reader.read_into(destination[from_head:])
+        # The rest of the archive: its check, the records after the storage, the directory.
+        reader.skip_to(info.offset + max(storage_end, len(head)))
+        after_storage = head[storage_end:] if storage_end < len(head) else bytearray()
+        trailing = info.length - max(storage_end, len(head))
+        after_storage += reader.read(trailing)
+        if not storage_end_matches(layout, bytes(after_storage[:_DESCRIPTOR_BYTES])):
+            raise S3Exception(
+                f"{reader.uri}: the checkpoint item at bytes [{info.offset}, {info.offset + info.length}) is not"
+                " the torch.save archive its header describes (its storage is not followed by what the archive"
+                " has there)"
+            )
+
+
+def load_archive(archive: bytearray) -> torch.Tensor:
+    """A tensor item that cannot be loaded in place, the way torch loads it."""
+    tensor: torch.Tensor = torch.load(io.BytesIO(archive), map_location="cpu", weights_only=True)
+    return tensor
+
+
+def _contiguous_span(layout: TensorLayout, read_item: ReadItem, item_length: int) -> tuple[int, torch.Size] | None:
+    """Where the planned part of the saved tensor is in its storage (byte offset) and its size,
+    when it is one contiguous span of bytes of an archive of ``item_length`` bytes; else None."""
+    if layout.storage_start + layout.storage_nbytes + _DESCRIPTOR_BYTES > item_length:
+        return None  # not the archive the header describes: torch.load will say what is wrong
+    try:
+        storage = torch.empty(layout.storage_nbytes // _element_size(layout.dtype), dtype=layout.dtype, device="meta")
+        saved = storage.as_strided(layout.size, layout.stride, layout.storage_offset)
+        planned = narrow_tensor_by_index(saved, read_item.storage_offsets, read_item.lengths)
+    except (RuntimeError, ValueError, IndexError):
+        return None
+    if not planned.is_contiguous():
+        return None
+    return int(planned.storage_offset()) * planned.element_size(), planned.size()
+
+
+def _element_size(dtype: torch.dtype) -> int:
+    return torch.empty((), dtype=dtype).element_size()
+
+
+def _takes_bytes(target: Any, dtype: torch.dtype, size: torch.Size) -> bool:
+    """Whether the bytes of a contiguous ``dtype`` tensor of ``size`` can be written into ``target`` as they are."""
+    return (
+        type(target) is torch.Tensor
+        and target.device.type == "cpu"
+        and target.layout == torch.strided
+        and target.dtype == dtype
+        and target.size() == size
+        and target.is_contiguous()
+        and not target.is_conj()
+        and not target.is_neg()
+    )
