@@ -183,3 +183,27 @@ def _read_item(offsets: list[int], lengths: list[int]) -> Any:
         storage_offsets=torch.Size(offsets),
         lengths=torch.Size(lengths),
     )
+
+
+def test_the_next_range_group_is_requested_while_one_is_read(s3: MockBucket, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = state_dict(seed=4, tensors=12)
+    save(s3, "ckpt", source)  # one file
+    started: list[tuple[int | None, str | None]] = []
+    real = _direct_load._started
+
+    def recording(stream: Any) -> Any:
+        started.append((stream.tell(), stream.etag))
+        return real(stream)
+
+    monkeypatch.setattr(_direct_load, "_started", recording)
+    tensors = [key for key, value in source.items() if isinstance(value, torch.Tensor)]
+    every_other = {key: torch.zeros_like(source[key]) for key in tensors[1::2]}
+    load(s3, "ckpt", every_other, reader_constructor=S3ReaderConstructor.dcp_optimized(0))
+    for key, value in every_other.items():
+        assert torch.equal(value, source[key])
+    shard = next(key for key in s3.list_keys("ckpt/") if key.endswith(".distcp"))
+    etag = s3.boto.head_object(Bucket=s3.bucket, Key=shard)["ETag"]
+    # A group per planned item; every one after the first was requested ahead, pinned to the file's version.
+    assert len(started) == len(every_other) - 1
+    assert all(pinned == etag for _, pinned in started)
+    assert [position for position, _ in started] == sorted(position for position, _ in started)

@@ -17,7 +17,9 @@ storage, whose pages the kernel must fault in) and then copies it into the desti
   is read whole and loaded with ``torch.load`` as torch does.
 
 ``FILES_AT_ONCE`` files are read at the same time, on their own threads (the network waits and
-copies run without the GIL); calls into the load planner are made one at a time.
+copies run without the GIL), and while a range group is read the request of the file's next
+group is already sent (one group ahead per file, so its first-byte latency is hidden); calls
+into the load planner are made one at a time.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from __future__ import annotations
 import ctypes
 import io
 import logging
+import os
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -65,6 +68,43 @@ class _Group:
     start: int
     end: int
     items: list[tuple[ReadItem, _StorageInfo]] = field(default_factory=list)
+
+
+def _started(stream: GetObjectStream) -> GetObjectStream:
+    """``stream`` once its first request is answered (on ``_REQUESTS``)."""
+    try:
+        stream.start()
+    except BaseException:
+        stream.close()
+        raise
+    return stream
+
+
+def _close_stream(future: Future[GetObjectStream]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        future.result().close()
+
+
+class _RequestPool:
+    """Threads that send the next range group's request of each file (one per file being read),
+    made on first use and made anew in a forked child."""
+
+    def __init__(self) -> None:
+        self._executor: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    def submit(
+        self, function: Callable[[GetObjectStream], GetObjectStream], stream: GetObjectStream
+    ) -> Future[GetObjectStream]:
+        with self._lock:
+            if self._executor is None or self._pid != os.getpid():
+                self._executor = ThreadPoolExecutor(FILES_AT_ONCE, thread_name_prefix="s3torch-dcp-request")
+                self._pid = os.getpid()
+            return self._executor.submit(function, stream)
+
+
+_REQUESTS = _RequestPool()
 
 
 def range_groups(items: Sequence[tuple[ReadItem, _StorageInfo]], max_gap_size: float) -> list[_Group]:
@@ -161,17 +201,30 @@ class DirectLoader:
     def _load_file(self, relative_path: str, items: list[tuple[ReadItem, _StorageInfo]]) -> None:
         uri = self._uri_of(relative_path)
         opener = self._open_stream(relative_path)
+        groups = range_groups(items, self._max_gap_size)
         etag: str | None = None
-        for group in range_groups(items, self._max_gap_size):
-            with opener(group.start, group.end, etag) as stream:
-                reader = _GroupReader(stream, group.start, uri)
-                for read_item, info in group.items:
-                    if self._failed.is_set():
-                        return
-                    reader.skip_to(info.offset)
-                    self._load_item(reader, read_item, info)
-                    etag = etag or stream.etag
-            logger.debug("Loaded %d items from %s [%d, %d)", len(group.items), uri, group.start, group.end)
+        ahead: Future[GetObjectStream] | None = None  # the next group's stream, its request sent
+        try:
+            for index, group in enumerate(groups):
+                stream = ahead.result() if ahead is not None else opener(group.start, group.end, etag)
+                ahead = None
+                with stream:
+                    reader = _GroupReader(stream, group.start, uri)
+                    for read_item, info in group.items:
+                        if self._failed.is_set():
+                            return
+                        reader.skip_to(info.offset)
+                        self._load_item(reader, read_item, info)
+                        if ahead is None and index + 1 < len(groups):
+                            # The version is known now: send the next group's request while this
+                            # one is read, so that its first byte is on the way when it is needed.
+                            etag = etag or stream.etag
+                            following = groups[index + 1]
+                            ahead = _REQUESTS.submit(_started, opener(following.start, following.end, etag))
+                logger.debug("Loaded %d items from %s [%d, %d)", len(group.items), uri, group.start, group.end)
+        finally:
+            if ahead is not None:
+                ahead.add_done_callback(_close_stream)
 
     def _load_item(self, reader: _GroupReader, read_item: ReadItem, info: _StorageInfo) -> None:
         if read_item.type == LoadItemType.BYTE_IO:
