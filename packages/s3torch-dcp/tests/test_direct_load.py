@@ -185,7 +185,7 @@ def _read_item(offsets: list[int], lengths: list[int]) -> Any:
     )
 
 
-def test_the_next_range_group_is_requested_while_one_is_read(s3: MockBucket, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_next_range_groups_are_requested_while_one_is_read(s3: MockBucket, monkeypatch: pytest.MonkeyPatch) -> None:
     source = state_dict(seed=4, tensors=12)
     save(s3, "ckpt", source)  # one file
     started: list[tuple[int | None, str | None]] = []

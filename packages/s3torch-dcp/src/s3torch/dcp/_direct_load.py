@@ -17,9 +17,10 @@ storage, whose pages the kernel must fault in) and then copies it into the desti
   is read whole and loaded with ``torch.load`` as torch does.
 
 ``FILES_AT_ONCE`` files are read at the same time, on their own threads (the network waits and
-copies run without the GIL), and while a range group is read the request of the file's next
-group is already sent (one group ahead per file, so its first-byte latency is hidden); calls
-into the load planner are made one at a time.
+copies run without the GIL), and while a range group is read the requests of the file's next
+``GROUPS_AHEAD`` groups are already sent, pinned to the file's version, so their first-byte
+latency is hidden (each holds a connection whose answer waits in the socket until it is read);
+calls into the load planner are made one at a time.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ logger = logging.getLogger(__name__)
 
 #: Files of one plan read at the same time (each on one GET stream at a time).
 FILES_AT_ONCE = 4
+#: Range groups of a file whose requests are sent ahead of the one being read.
+GROUPS_AHEAD = 4
 #: Bytes after a tensor's storage that are read to check its data descriptor.
 _DESCRIPTOR_BYTES = 24
 _SKIP_CHUNK = 1024 * 1024
@@ -86,8 +89,8 @@ def _close_stream(future: Future[GetObjectStream]) -> None:
 
 
 class _RequestPool:
-    """Threads that send the next range group's request of each file (one per file being read),
-    made on first use and made anew in a forked child."""
+    """Threads that send the requests of the range groups ahead (``GROUPS_AHEAD`` per file being
+    read), made on first use and made anew in a forked child."""
 
     def __init__(self) -> None:
         self._executor: ThreadPoolExecutor | None = None
@@ -99,7 +102,9 @@ class _RequestPool:
     ) -> Future[GetObjectStream]:
         with self._lock:
             if self._executor is None or self._pid != os.getpid():
-                self._executor = ThreadPoolExecutor(FILES_AT_ONCE, thread_name_prefix="s3torch-dcp-request")
+                self._executor = ThreadPoolExecutor(
+                    FILES_AT_ONCE * GROUPS_AHEAD, thread_name_prefix="s3torch-dcp-request"
+                )
                 self._pid = os.getpid()
             return self._executor.submit(function, stream)
 
@@ -203,28 +208,34 @@ class DirectLoader:
         opener = self._open_stream(relative_path)
         groups = range_groups(items, self._max_gap_size)
         etag: str | None = None
-        ahead: Future[GetObjectStream] | None = None  # the next group's stream, its request sent
+        # The next groups' streams, their requests sent (so their first bytes are on the way).
+        ahead: dict[int, Future[GetObjectStream]] = {}
+
+        def request_ahead(current: int) -> None:
+            for later in range(current + 1, min(len(groups), current + 1 + GROUPS_AHEAD)):
+                if later not in ahead:
+                    group = groups[later]
+                    ahead[later] = _REQUESTS.submit(_started, opener(group.start, group.end, etag))
+
         try:
             for index, group in enumerate(groups):
-                stream = ahead.result() if ahead is not None else opener(group.start, group.end, etag)
-                ahead = None
+                requested = ahead.pop(index, None)
+                stream = requested.result() if requested is not None else opener(group.start, group.end, etag)
                 with stream:
+                    if etag is None:  # the file's first stream: its answer tells the version
+                        stream.start()
+                        etag = stream.etag
+                    request_ahead(index)  # pinned to that version
                     reader = _GroupReader(stream, group.start, uri)
                     for read_item, info in group.items:
                         if self._failed.is_set():
                             return
                         reader.skip_to(info.offset)
                         self._load_item(reader, read_item, info)
-                        if ahead is None and index + 1 < len(groups):
-                            # The version is known now: send the next group's request while this
-                            # one is read, so that its first byte is on the way when it is needed.
-                            etag = etag or stream.etag
-                            following = groups[index + 1]
-                            ahead = _REQUESTS.submit(_started, opener(following.start, following.end, etag))
                 logger.debug("Loaded %d items from %s [%d, %d)", len(group.items), uri, group.start, group.end)
         finally:
-            if ahead is not None:
-                ahead.add_done_callback(_close_stream)
+            for requested in ahead.values():
+                requested.add_done_callback(_close_stream)
 
     def _load_item(self, reader: _GroupReader, read_item: ReadItem, info: _StorageInfo) -> None:
         if read_item.type == LoadItemType.BYTE_IO:
