@@ -193,13 +193,18 @@ def release(session: nox.Session) -> None:
     built = {"-".join(Path(wheel).name.split("-")[:2]).replace("_", "-") for wheel in wheels}
     if built != expected:
         session.error(f"built {sorted(built)}, expected {sorted(expected)}")
+    # uv caches a wheel by its name and version (and a find-links directory by its path): without
+    # this, a dist/ rebuilt at the same version installs a cached wheel of an earlier build.
+    refresh = [f"--refresh-package={package}" for package in PACKAGES]
     with tempfile.TemporaryDirectory(prefix="s3torch-release-") as scratch:
         venv = Path(scratch) / "venv"
         session.run("uv", "venv", "--quiet", "--python", sys.executable, str(venv), external=True)
         python = str(venv / "bin" / "python")
         torch_wheel = _local_torch_wheel(TORCHES[0])
         constraints = [torch_wheel] if torch_wheel else []
-        session.run("uv", "pip", "install", "--quiet", "--python", python, *constraints, *wheels, external=True)
+        session.run(
+            "uv", "pip", "install", "--quiet", "--python", python, *refresh, *constraints, *wheels, external=True
+        )
         imports = "; ".join(f"import s3torch.{package.removeprefix('s3torch-')}" for package in PACKAGES)
         session.run(python, "-I", "-c", imports, external=True)
         # s3torch is a namespace: no distribution may ship s3torch/__init__.py.
@@ -221,6 +226,7 @@ def release(session: nox.Session) -> None:
             "--quiet",
             "--python",
             python,
+            *refresh,
             *([torch_wheel] if torch_wheel else []),
             "--find-links",
             str(dist),
