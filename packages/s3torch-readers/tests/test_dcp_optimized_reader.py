@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from readers_fakes import BUCKET, KEY, FakeObject
 
 from s3torch.readers import DEFAULT_MAX_GAP_SIZE, DCPOptimizedS3Reader, ItemRange, RangeGroup
+from s3torch.readers._dcp_optimized import coalesce
 
 DATA = random.Random(21).randbytes(2000)
 SEQUENTIAL_ONLY = "DCPOptimizedS3Reader only supports sequentially accessing provided ranges: "
@@ -186,6 +187,13 @@ def test_default_gap_coalesces_everything_within_32_mebibytes() -> None:
     assert len(reader.groups) == 1
     reader = make([ItemRange(0, 1), ItemRange(2 + DEFAULT_MAX_GAP_SIZE, 3 + DEFAULT_MAX_GAP_SIZE)])
     assert len(reader.groups) == 2
+
+
+def test_coalesce_starts_a_group_at_an_overlapping_range() -> None:
+    # The reader refuses overlaps; s3torch-dcp's load coalesces plans that may repeat an item.
+    ranges = [ItemRange(0, 10), ItemRange(10, 20), ItemRange(10, 20), ItemRange(25, 30)]
+    groups = coalesce(ranges, float("inf"))
+    assert [(group.start, group.end, len(group.item_ranges)) for group in groups] == [(0, 20, 2), (10, 30, 2)]
 
 
 def test_only_weights_three_streams_with_gap_zero_one_with_inf() -> None:

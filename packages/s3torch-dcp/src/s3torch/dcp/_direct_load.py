@@ -28,7 +28,6 @@ from __future__ import annotations
 import ctypes
 import io
 import logging
-import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
@@ -40,6 +39,8 @@ from torch.distributed._shard._utils import narrow_tensor_by_index
 from torch.distributed.checkpoint.planner import LoadItemType, LoadPlanner, ReadItem
 
 from s3torch.client import GetObjectStream, S3Exception
+from s3torch.readers import ItemRange
+from s3torch.readers._dcp_optimized import coalesce, prefetch_executor
 
 from ._torch_save_layout import HEAD_BYTES, TensorLayout, parse_tensor_layout, storage_end_matches
 
@@ -74,7 +75,7 @@ class _Group:
 
 
 def _started(stream: GetObjectStream) -> GetObjectStream:
-    """``stream`` once its first request is answered (on ``_REQUESTS``)."""
+    """``stream`` once its first request is answered (on the readers' prefetch threads)."""
     try:
         stream.start()
     except BaseException:
@@ -88,40 +89,15 @@ def _close_stream(future: Future[GetObjectStream]) -> None:
         future.result().close()
 
 
-class _RequestPool:
-    """Threads that send the requests of the range groups ahead (``GROUPS_AHEAD`` per file being
-    read), made on first use and made anew in a forked child."""
-
-    def __init__(self) -> None:
-        self._executor: ThreadPoolExecutor | None = None
-        self._lock = threading.Lock()
-        self._pid = os.getpid()
-
-    def submit(
-        self, function: Callable[[GetObjectStream], GetObjectStream], stream: GetObjectStream
-    ) -> Future[GetObjectStream]:
-        with self._lock:
-            if self._executor is None or self._pid != os.getpid():
-                self._executor = ThreadPoolExecutor(
-                    FILES_AT_ONCE * GROUPS_AHEAD, thread_name_prefix="s3torch-dcp-request"
-                )
-                self._pid = os.getpid()
-            return self._executor.submit(function, stream)
-
-
-_REQUESTS = _RequestPool()
-
-
 def range_groups(items: Sequence[tuple[ReadItem, _StorageInfo]], max_gap_size: float) -> list[_Group]:
-    """Items (sorted by offset) grouped so that the gap inside a group is at most ``max_gap_size``."""
+    """Items (sorted by offset) grouped as the DCP-optimized reader groups them (``coalesce``)."""
+    ranges = [ItemRange(info.offset, info.offset + info.length) for _, info in items]
     groups: list[_Group] = []
-    for read_item, info in items:
-        end = info.offset + info.length
-        if groups and info.offset - groups[-1].end <= max_gap_size and info.offset >= groups[-1].end:
-            groups[-1].end = end
-        else:
-            groups.append(_Group(info.offset, end))
-        groups[-1].items.append((read_item, info))
+    taken = 0
+    for group in coalesce(ranges, max_gap_size):
+        count = len(group.item_ranges)
+        groups.append(_Group(group.start, group.end, list(items[taken : taken + count])))
+        taken += count
     return groups
 
 
@@ -215,7 +191,7 @@ class DirectLoader:
             for later in range(current + 1, min(len(groups), current + 1 + GROUPS_AHEAD)):
                 if later not in ahead:
                     group = groups[later]
-                    ahead[later] = _REQUESTS.submit(_started, opener(group.start, group.end, etag))
+                    ahead[later] = prefetch_executor().submit(_started, opener(group.start, group.end, etag))
 
         try:
             for index, group in enumerate(groups):
@@ -313,7 +289,7 @@ def _contiguous_span(layout: TensorLayout, read_item: ReadItem, item_length: int
     if layout.storage_start + layout.storage_nbytes + _DESCRIPTOR_BYTES > item_length:
         return None  # not the archive the header describes: torch.load will say what is wrong
     try:
-        storage = torch.empty(layout.storage_nbytes // _element_size(layout.dtype), dtype=layout.dtype, device="meta")
+        storage = torch.empty(layout.storage_nbytes // layout.dtype.itemsize, dtype=layout.dtype, device="meta")
         saved = storage.as_strided(layout.size, layout.stride, layout.storage_offset)
         planned = narrow_tensor_by_index(saved, read_item.storage_offsets, read_item.lengths)
     except (RuntimeError, ValueError, IndexError):
@@ -321,10 +297,6 @@ def _contiguous_span(layout: TensorLayout, read_item: ReadItem, item_length: int
     if not planned.is_contiguous():
         return None
     return int(planned.storage_offset()) * planned.element_size(), planned.size()
-
-
-def _element_size(dtype: torch.dtype) -> int:
-    return torch.empty((), dtype=dtype).element_size()
 
 
 def _takes_bytes(target: Any, dtype: torch.dtype, size: torch.Size) -> bool:

@@ -256,7 +256,7 @@ def _parse(head: bytes) -> TensorLayout:
                 raise _NotATensorArchive("not in this machine's byte order")
     if not byteorder_seen and sys.byteorder != "little":  # torch wrote little-endian before the record existed
         raise _NotATensorArchive("no byteorder record on a big-endian machine")
-    storage_nbytes = storage.numel * torch.empty((), dtype=storage.dtype).element_size()
+    storage_nbytes = storage.numel * storage.dtype.itemsize
     if record.size is not None and record.size != storage_nbytes:
         raise _NotATensorArchive("the storage record's size is not the storage's")
     return TensorLayout(

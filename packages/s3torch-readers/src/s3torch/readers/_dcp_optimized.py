@@ -42,8 +42,9 @@ DEFAULT_MAX_GAP_SIZE = 32 * 1024 * 1024
 #: ``PREFETCH_GROUPS * PREFETCH_BYTES_PER_GROUP`` bytes it was not asked for yet.
 PREFETCH_GROUPS = 4
 PREFETCH_BYTES_PER_GROUP = 16 * 1024 * 1024
-#: Threads of the process-wide pool that fetches groups ahead, shared by every reader.
-PREFETCH_WORKERS = 8
+#: Threads of the process-wide pool that fetches groups ahead, shared by every reader and by
+#: s3torch-dcp's load (4 files at once, the requests of 4 groups ahead each).
+PREFETCH_WORKERS = 16
 
 FALLBACK_GUIDANCE = (
     "The DCP-optimized reader serves only the byte ranges of a torch.distributed.checkpoint load plan, in"
@@ -92,10 +93,11 @@ def _check_ranges(item_ranges: Any) -> list[ItemRange]:
 
 
 def coalesce(ranges: list[ItemRange], max_gap_size: float) -> list[RangeGroup]:
-    """Group sorted, disjoint ranges whose gaps are at most ``max_gap_size``."""
+    """Group sorted ranges whose gaps are at most ``max_gap_size``, in order; a range that
+    overlaps the group before it starts a group of its own."""
     groups: list[RangeGroup] = []
     for item in ranges:
-        if groups and item.start - groups[-1].end <= max_gap_size:
+        if groups and 0 <= item.start - groups[-1].end <= max_gap_size:
             groups[-1].end = item.end
             groups[-1].item_ranges.append(item)
         else:
@@ -133,6 +135,12 @@ class _Pool:
 _POOL = _Pool()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_POOL.forget)
+
+
+def prefetch_executor() -> ThreadPoolExecutor:
+    """The process's ``PREFETCH_WORKERS`` threads that send and fill the requests of range
+    groups ahead of their use (this reader's after ``prefetch()``, and s3torch-dcp's load)."""
+    return _POOL.get()
 
 
 def _fill(stream: GetObjectStream, limit: int) -> list[memoryview]:
@@ -287,7 +295,7 @@ class DCPOptimizedS3Reader(S3Reader):
         for index in range(self._group_index + 1, last):
             if index in self._ahead:
                 continue
-            pool = pool or _POOL.get()
+            pool = pool or prefetch_executor()
             group = self._groups[index]
             stream = pinned(self._get_stream(group.start, group.end), self._etag)
             self._ahead[index] = _GroupFetch(stream, pool.submit(_fill, stream, PREFETCH_BYTES_PER_GROUP))
