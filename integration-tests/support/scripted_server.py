@@ -1,0 +1,268 @@
+"""A raw-socket HTTP/1.1 server on 127.0.0.1 whose answers each test scripts byte for byte.
+
+The fault proxy (``fault_proxy.py``) breaks a real S3 server's answers; this server answers
+what no well-behaved S3 server would, so a test can show the client refuses it: interim
+``1xx`` responses, ``200`` to a ranged GET, odd ``Content-Range`` values, bodies longer or
+shorter than their framing, ``HTTP/1.0``, early answers to uploads. A test passes a handler
+that is called with each request's ``Exchange`` and writes the answer itself; ``ObjectStore``
+builds S3-like GET/HEAD/PUT answers the handler can send as they are or bend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit
+
+_CHUNK = 64 * 1024
+
+
+@dataclass
+class Request:
+    """One request head as received. Header names are lower-cased."""
+
+    method: str
+    target: str
+    version: str
+    headers: dict[str, str]
+    connection: int  # serial number of the connection it came on (0, 1, ...)
+
+    @property
+    def path(self) -> str:
+        return unquote(urlsplit(self.target).path)
+
+    @property
+    def range(self) -> tuple[int, int | None] | None:
+        """``Range: bytes=a-b`` as (a, b) (b inclusive, None when open), or None."""
+        value = self.headers.get("range")
+        if not value or not value.startswith("bytes="):
+            return None
+        first, _, last = value[6:].partition("-")
+        return int(first), int(last) if last else None
+
+
+class Exchange:
+    """One request on its connection: read the body (or not), send any bytes, close."""
+
+    def __init__(self, server: ScriptedServer, sock: socket.socket, reader: _Reader, request: Request) -> None:
+        self.server = server
+        self.request = request
+        self._sock = sock
+        self._reader = reader
+        self.body: bytes | None = None  # set once read
+        self.closed = False
+
+    def read_body(self) -> bytes:
+        """The request body, by its Content-Length (chunked request bodies are not used by S3 clients)."""
+        if self.body is None:
+            length = int(self.request.headers.get("content-length", "0"))
+            self.body = self._reader.read_exact(length)
+        return self.body
+
+    def send(self, data: bytes) -> None:
+        self._sock.sendall(data)
+
+    def close(self) -> None:
+        """Close the connection after what was sent (the client sees EOF)."""
+        self.closed = True
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+
+
+Handler = Callable[[Exchange], None]
+
+
+class _Reader:
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._buffer = b""
+
+    def _fill(self) -> None:
+        more = self._sock.recv(_CHUNK)
+        if not more:
+            raise EOFError
+        self._buffer += more
+
+    def read_head(self) -> bytes | None:
+        while b"\r\n\r\n" not in self._buffer:
+            try:
+                self._fill()
+            except EOFError:
+                return None
+        head, _, self._buffer = self._buffer.partition(b"\r\n\r\n")
+        return head
+
+    def read_exact(self, count: int) -> bytes:
+        while len(self._buffer) < count:
+            self._fill()
+        data, self._buffer = self._buffer[:count], self._buffer[count:]
+        return data
+
+
+@dataclass
+class ScriptedServer:
+    """Serves each request by calling ``handler``; records requests and counts connections.
+
+    Use as a context manager. ``endpoint`` is ``http://127.0.0.1:<port>``.
+    """
+
+    handler: Handler
+    requests: list[Request] = field(default_factory=list)
+    connections: int = 0
+
+    def __post_init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._lock = threading.Lock()
+        self._sockets: set[socket.socket] = set()
+        self._threads: list[threading.Thread] = []
+        self._stopped = threading.Event()
+        self._acceptor = threading.Thread(target=self._accept, name="scripted-accept", daemon=True)
+
+    def __enter__(self) -> ScriptedServer:
+        self._acceptor.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        with self._lock:
+            sockets = list(self._sockets)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                sock.close()
+        self._acceptor.join(timeout=10)
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+    def _accept(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                sock, _ = self._listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                number = self.connections
+                self.connections += 1
+                self._sockets.add(sock)
+            thread = threading.Thread(target=self._serve, args=(sock, number), name="scripted-conn", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _serve(self, sock: socket.socket, number: int) -> None:
+        reader = _Reader(sock)
+        try:
+            while not self._stopped.is_set():
+                head = reader.read_head()
+                if head is None:
+                    return
+                lines = head.decode("latin-1").split("\r\n")
+                method, target, version = lines[0].split(" ", 2)
+                headers: dict[str, str] = {}
+                for line in lines[1:]:
+                    name, _, value = line.partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                request = Request(method, target, version, headers, number)
+                with self._lock:
+                    self.requests.append(request)
+                exchange = Exchange(self, sock, reader, request)
+                self.handler(exchange)
+                if exchange.closed:
+                    return
+                if exchange.body is None and request.headers.get("expect", "").lower() != "100-continue":
+                    exchange.read_body()  # the handler ignored the body: keep the connection in step
+        except (OSError, EOFError):
+            return
+        finally:
+            with self._lock:
+                self._sockets.discard(sock)
+            with contextlib.suppress(OSError):
+                sock.close()
+
+
+def response(
+    status: int,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    *,
+    version: str = "HTTP/1.1",
+    length: int | None = None,
+    reason: str = "Scripted",
+) -> bytes:
+    """One response's bytes. ``Content-Length`` is ``len(body)``, or ``length`` when given (a
+    lie, for framing tests); ``length=-1`` leaves it out. Chunked bodies: see ``chunked``."""
+    fields = dict(headers or {})
+    if length != -1 and "Transfer-Encoding" not in fields:
+        fields.setdefault("Content-Length", str(len(body) if length is None else length))
+    head = f"{version} {status} {reason}\r\n" + "".join(f"{name}: {value}\r\n" for name, value in fields.items())
+    return head.encode("latin-1") + b"\r\n" + body
+
+
+def chunked(body: bytes, chunk_size: int = 7_000) -> bytes:
+    """``body`` in chunked transfer coding (pass with ``Transfer-Encoding: chunked``)."""
+    out = bytearray()
+    for offset in range(0, len(body), chunk_size):
+        piece = body[offset : offset + chunk_size]
+        out += f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
+    return bytes(out + b"0\r\n\r\n")
+
+
+def s3_error(status: int, code: str, *, close: bool = False, extra: dict[str, str] | None = None) -> bytes:
+    """An S3 error response with an XML body naming ``code`` (``extra``: more headers)."""
+    body = (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+        "<Message>scripted</Message><RequestId>scripted-request</RequestId></Error>"
+    ).encode()
+    headers = {"Content-Type": "application/xml", "x-amz-request-id": "scripted-request", **(extra or {})}
+    if close:
+        headers["Connection"] = "close"
+    return response(status, body, headers)
+
+
+class ObjectStore:
+    """Objects by path (``/bucket/key``) with S3's GET/HEAD/PUT answers, for handlers to send or bend."""
+
+    def __init__(self, objects: dict[str, bytes] | None = None) -> None:
+        self.objects: dict[str, bytes] = dict(objects or {})
+
+    @staticmethod
+    def etag(data: bytes) -> str:
+        return f'"{hashlib.md5(data).hexdigest()}"'
+
+    def answer(self, request: Request, body: bytes | None = None) -> bytes:
+        """What a correct S3 sends for ``request`` (``body``: the PUT body the handler read)."""
+        if request.method == "PUT":
+            self.objects[request.path] = body or b""
+            return response(200, b"", {"ETag": self.etag(body or b"")})
+        data = self.objects.get(request.path)
+        if data is None:
+            return s3_error(404, "NoSuchKey")
+        headers = {"ETag": self.etag(data), "Accept-Ranges": "bytes", "Last-Modified": "Mon, 07 Dec 2026 00:00:00 GMT"}
+        wanted = request.range
+        if wanted is None:
+            return response(200, b"" if request.method == "HEAD" else data, headers, length=len(data))
+        first, last = wanted
+        if first >= len(data):
+            headers["Content-Range"] = f"bytes */{len(data)}"
+            return s3_error(416, "InvalidRange", extra={"Content-Range": headers["Content-Range"]})
+        last = len(data) - 1 if last is None else min(last, len(data) - 1)
+        headers["Content-Range"] = f"bytes {first}-{last}/{len(data)}"
+        piece = data[first : last + 1]
+        return response(206, b"" if request.method == "HEAD" else piece, headers, length=len(piece))
+
+    def serve(self, exchange: Exchange) -> None:
+        """The plain handler: answer every request correctly."""
+        body = exchange.read_body() if exchange.request.method == "PUT" else None
+        exchange.send(self.answer(exchange.request, body))
