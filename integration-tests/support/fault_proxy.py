@@ -3,8 +3,9 @@
 It speaks just enough HTTP/1.1 to find request and response boundaries on keep-alive
 connections, records every request it sees (method, target, headers), and applies the first
 matching ``Rule`` to each request: answer with an S3 error instead of forwarding, close the
-connection without an answer, cut the response after some body bytes, or run a hook (for
-example: overwrite the object) before forwarding. Rules signal ``fired`` events, so tests wait
+connection without an answer, forward the request and then lose the server's answer (the
+server acted, the client never learns it), cut the response after some body bytes, or run a
+hook (for example: overwrite the object) before forwarding. Rules signal ``fired`` events, so tests wait
 on events instead of sleeping.
 """
 
@@ -30,7 +31,8 @@ class RecordedRequest:
     target: str
     headers: dict[str, str]
     body_length: int
-    status: int | None = None  # status of the answer the client got, once known
+    status: int | None = None  # status of the server's (or the proxy's) answer, once known
+    response_lost: bool = False  # the server answered but the proxy closed instead of relaying
 
     @property
     def path(self) -> str:
@@ -51,8 +53,12 @@ class RecordedRequest:
 class Rule:
     """What to do with requests that ``match``; applies ``times`` times (``None``: always).
 
-    At most one of ``respond``, ``drop`` and ``cut_after`` is set; ``before`` runs first in any
-    case. ``respond`` answers with that HTTP status and an S3 error document of ``code``.
+    At most one of ``respond``, ``drop``, ``lose_response`` and ``cut_after`` is set; ``before``
+    runs first in any case. ``respond`` answers with that HTTP status and an S3 error document of
+    ``code``. ``drop`` closes the client connection without forwarding (the server never sees
+    the request). ``lose_response`` forwards the request, reads the server's whole answer and
+    then closes the client connection without relaying any of it (a response lost after the
+    server acted); ``fired`` is set only once the server has answered.
     ``hold`` stalls the request until that event is set (then it is forwarded).
     """
 
@@ -60,6 +66,7 @@ class Rule:
     respond: int | None = None
     code: str = "InternalError"
     drop: bool = False
+    lose_response: bool = False
     cut_after: int | None = None
     before: Callable[[RecordedRequest], None] | None = None
     hold: threading.Event | None = None
@@ -89,6 +96,13 @@ def object_gets(bucket: str, key: str, nth: int | None = None) -> Callable[[Reco
 def part_uploads(part_number: int) -> Callable[[RecordedRequest], bool]:
     """Matches UploadPart requests of part ``part_number``."""
     return lambda request: request.method == "PUT" and request.query.get("partNumber") == str(part_number)
+
+
+class _Discard:
+    """Stands in for the client socket when a response is to be lost: swallows what is sent."""
+
+    def sendall(self, data: bytes) -> None:
+        del data
 
 
 class _Closed(Exception):
@@ -279,7 +293,8 @@ class FaultProxy:
                 if rule is not None:
                     if rule.before is not None:
                         rule.before(request)
-                    rule.fired.set()
+                    if not rule.lose_response:
+                        rule.fired.set()
                     if rule.hold is not None:
                         rule.hold.wait(timeout=60)
                     if rule.drop:
@@ -297,6 +312,11 @@ class FaultProxy:
                 if self.host_header is not None:
                     headers = [(k, self.host_header if k.lower() == "host" else v) for k, v in headers]
                 upstream.sendall(_encode_head(first, headers) + body)
+                if rule is not None and rule.lose_response:
+                    self._relay(method, upstream_in, _Discard(), request, None)
+                    request.response_lost = True
+                    rule.fired.set()
+                    return  # closes the client connection without a byte of the answer
                 keep_client, keep_upstream = self._relay(
                     method, upstream_in, client, request, rule.cut_after if rule is not None else None
                 )
@@ -322,7 +342,12 @@ class FaultProxy:
                         self._sockets.discard(sock)
 
     def _relay(
-        self, method: str, upstream_in: BinaryIO, client: socket.socket, request: RecordedRequest, cut_after: int | None
+        self,
+        method: str,
+        upstream_in: BinaryIO,
+        client: socket.socket | _Discard,
+        request: RecordedRequest,
+        cut_after: int | None,
     ) -> tuple[bool, bool]:
         """Relay one response. Returns whether the client and the upstream connections stay open.
 
