@@ -4,9 +4,9 @@ It speaks just enough HTTP/1.1 to find request and response boundaries on keep-a
 connections, records every request it sees (method, target, headers), and applies the first
 matching ``Rule`` to each request: answer with an S3 error instead of forwarding, close the
 connection without an answer, forward the request and then lose the server's answer (the
-server acted, the client never learns it), cut the response after some body bytes, or run a
-hook (for example: overwrite the object) before forwarding. Rules signal ``fired`` events, so tests wait
-on events instead of sleeping.
+server acted, the client never learns it), cut the response after some body bytes, remove
+request headers before forwarding, or run a hook (for example: overwrite the object) before
+forwarding. Rules signal ``fired`` events, so tests wait on events instead of sleeping.
 """
 
 from __future__ import annotations
@@ -60,6 +60,9 @@ class Rule:
     then closes the client connection without relaying any of it (a response lost after the
     server acted); ``fired`` is set only once the server has answered.
     ``hold`` stalls the request until that event is set (then it is forwarded).
+    ``strip_headers`` names request headers (any case) removed before the request is forwarded,
+    so the server answers as if the client had not sent them (``("range",)``: a server or
+    proxy in the way that ignores ``Range``).
     """
 
     match: Callable[[RecordedRequest], bool]
@@ -70,6 +73,7 @@ class Rule:
     cut_after: int | None = None
     before: Callable[[RecordedRequest], None] | None = None
     hold: threading.Event | None = None
+    strip_headers: tuple[str, ...] = ()
     times: int | None = 1
     hits: int = 0
     fired: threading.Event = field(default_factory=threading.Event)
@@ -309,6 +313,9 @@ class FaultProxy:
                         self._sockets.add(upstream)
                     upstream_in = upstream.makefile("rb")
                 assert upstream_in is not None
+                if rule is not None and rule.strip_headers:
+                    stripped = {name.lower() for name in rule.strip_headers}
+                    headers = [(k, v) for k, v in headers if k.lower() not in stripped]
                 if self.host_header is not None:
                     headers = [(k, self.host_header if k.lower() == "host" else v) for k, v in headers]
                 upstream.sendall(_encode_head(first, headers) + body)
