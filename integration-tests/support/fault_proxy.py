@@ -4,17 +4,20 @@ It speaks just enough HTTP/1.1 to find request and response boundaries on keep-a
 connections, records every request it sees (method, target, headers), and applies the first
 matching ``Rule`` to each request: answer with an S3 error instead of forwarding, close the
 connection without an answer, forward the request and then lose the server's answer (the
-server acted, the client never learns it), cut the response after some body bytes, remove
-request headers before forwarding, or run a hook (for example: overwrite the object) before
-forwarding. Rules signal ``fired`` events, so tests wait on events instead of sleeping.
+server acted, the client never learns it), cut the response after some body bytes, stall the
+answer until the client gives up, trickle the body, remove request headers before forwarding,
+or run a hook (for example: overwrite the object) before forwarding. Rules signal ``fired``
+events, so tests wait on events instead of sleeping.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import selectors
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -33,6 +36,7 @@ class RecordedRequest:
     body_length: int
     status: int | None = None  # status of the server's (or the proxy's) answer, once known
     response_lost: bool = False  # the server answered but the proxy closed instead of relaying
+    client_gave_up: bool | None = None  # after a stall or trickle: the client closed first (True)
 
     @property
     def path(self) -> str:
@@ -44,9 +48,37 @@ class RecordedRequest:
             name: values[0] for name, values in parse_qs(urlsplit(self.target).query, keep_blank_values=True).items()
         }
 
+    @property
+    def operation(self) -> str:
+        """The S3 operation of this request (path-style addressing), e.g. ``"UploadPart"``."""
+        on_object = self.path.strip("/").count("/") >= 1
+        marker = next((name for name in _OPERATION_MARKERS if name in self.query or name in self.headers), "")
+        return _OPERATIONS.get((self.method, on_object, marker), self.method)
+
     def is_object(self, bucket: str, key: str) -> bool:
         """A request for ``s3://bucket/key`` (path-style addressing)."""
         return self.path == f"/{bucket}/{key}"
+
+
+# (method, addresses an object, the query parameter or header that tells operations apart): name.
+_OPERATION_MARKERS = ("partNumber", "uploadId", "uploads", "list-type", "delete", "x-amz-copy-source")
+_OPERATIONS = {
+    ("GET", True, ""): "GetObject",
+    ("GET", True, "uploadId"): "ListParts",
+    ("GET", False, "list-type"): "ListObjectsV2",
+    ("GET", False, ""): "ListObjects",
+    ("GET", False, "uploads"): "ListMultipartUploads",
+    ("HEAD", True, ""): "HeadObject",
+    ("HEAD", False, ""): "HeadBucket",
+    ("PUT", True, ""): "PutObject",
+    ("PUT", True, "partNumber"): "UploadPart",
+    ("PUT", True, "x-amz-copy-source"): "CopyObject",
+    ("POST", True, "uploads"): "CreateMultipartUpload",
+    ("POST", True, "uploadId"): "CompleteMultipartUpload",
+    ("POST", False, "delete"): "DeleteObjects",
+    ("DELETE", True, ""): "DeleteObject",
+    ("DELETE", True, "uploadId"): "AbortMultipartUpload",
+}
 
 
 @dataclass
@@ -63,6 +95,15 @@ class Rule:
     ``strip_headers`` names request headers (any case) removed before the request is forwarded,
     so the server answers as if the client had not sent them (``("range",)``: a server or
     proxy in the way that ignores ``Range``).
+    ``retry_after`` adds that ``Retry-After`` header to a ``respond`` answer.
+
+    Faults on the server's answer (the request is forwarded; at most one of them):
+    ``stall_head`` withholds the response head, ``stall_after`` sends the head and that many body
+    bytes; either then sends nothing more until the client closes the connection (a stalled
+    server: the client's timeouts must end it) or ``stall_limit`` seconds pass. ``trickle``
+    sends the body at that many bytes per second, until the body ends, the client closes, or
+    ``stall_limit`` passes (then the connection is cut). ``RecordedRequest.client_gave_up``
+    says which side ended a stall or trickle.
     """
 
     match: Callable[[RecordedRequest], bool]
@@ -74,6 +115,11 @@ class Rule:
     before: Callable[[RecordedRequest], None] | None = None
     hold: threading.Event | None = None
     strip_headers: tuple[str, ...] = ()
+    retry_after: str | None = None
+    stall_head: bool = False
+    stall_after: int | None = None
+    trickle: int | None = None
+    stall_limit: float = 60.0
     times: int | None = 1
     hits: int = 0
     fired: threading.Event = field(default_factory=threading.Event)
@@ -169,7 +215,7 @@ def _header(headers: list[tuple[str, str]], name: str) -> str | None:
     return None
 
 
-def error_response(status: int, code: str, *, head_only: bool, close: bool) -> bytes:
+def error_response(status: int, code: str, *, head_only: bool, close: bool, retry_after: str | None = None) -> bytes:
     body = (
         b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>'
         + code.encode()
@@ -182,6 +228,8 @@ def error_response(status: int, code: str, *, head_only: bool, close: bool) -> b
     ]
     if close:
         headers.append(("Connection", "close"))
+    if retry_after is not None:
+        headers.append(("Retry-After", retry_after))
     return _encode_head(f"HTTP/1.1 {status} Injected", headers) + (b"" if head_only else body)
 
 
@@ -305,7 +353,15 @@ class FaultProxy:
                         return
                     if rule.respond is not None:
                         request.status = rule.respond
-                        client.sendall(error_response(rule.respond, rule.code, head_only=method == "HEAD", close=False))
+                        client.sendall(
+                            error_response(
+                                rule.respond,
+                                rule.code,
+                                head_only=method == "HEAD",
+                                close=False,
+                                retry_after=rule.retry_after,
+                            )
+                        )
                         continue
                 if upstream is None:
                     upstream = socket.create_connection(self.upstream)
@@ -324,9 +380,7 @@ class FaultProxy:
                     request.response_lost = True
                     rule.fired.set()
                     return  # closes the client connection without a byte of the answer
-                keep_client, keep_upstream = self._relay(
-                    method, upstream_in, client, request, rule.cut_after if rule is not None else None
-                )
+                keep_client, keep_upstream = self._relay(method, upstream_in, client, request, rule)
                 if not keep_client:
                     return
                 if not keep_upstream:  # the server closes after each response: reconnect next time
@@ -354,7 +408,7 @@ class FaultProxy:
         upstream_in: BinaryIO,
         client: socket.socket | _Discard,
         request: RecordedRequest,
-        cut_after: int | None,
+        rule: Rule | None,
     ) -> tuple[bool, bool]:
         """Relay one response. Returns whether the client and the upstream connections stay open.
 
@@ -374,30 +428,105 @@ class FaultProxy:
         bodiless = method == "HEAD" or status in (204, 304) or 100 <= status < 200
         if bodiless or length is not None or chunked:
             headers = [(k, v) for k, v in headers if k.lower() != "connection"]
+        if rule is not None and rule.stall_head:
+            self._stall(client, request, rule.stall_limit)
+            return False, False
         client.sendall(_encode_head(first, headers))
         if bodiless:
             return True, upstream_open
         if length is not None:
-            remaining = int(length)
-            budget = cut_after
-            while remaining:
-                chunk = upstream_in.read(min(_CHUNK, remaining))
-                if not chunk:
-                    raise _Closed
-                remaining -= len(chunk)
-                if budget is not None:
-                    if len(chunk) >= budget:
-                        client.sendall(chunk[:budget])
-                        return False, False  # cut: close mid-body
-                    budget -= len(chunk)
-                client.sendall(chunk)
-            return cut_after is None, upstream_open and cut_after is None
+            return self._relay_sized(upstream_in, client, request, rule, int(length), upstream_open)
         if chunked:
             client.sendall(_read_chunked(upstream_in))
             return True, upstream_open
         while chunk := upstream_in.read(_CHUNK):  # the body ends when the server closes
             client.sendall(chunk)
         return False, False
+
+    def _relay_sized(
+        self,
+        upstream_in: BinaryIO,
+        client: socket.socket | _Discard,
+        request: RecordedRequest,
+        rule: Rule | None,
+        remaining: int,
+        upstream_open: bool,
+    ) -> tuple[bool, bool]:
+        """Relay a body of ``remaining`` bytes, applying the rule's cut, stall or trickle."""
+        # Body bytes after which the answer stops: cut (close) or stalled (then closed).
+        stop_at = None if rule is None else rule.cut_after if rule.cut_after is not None else rule.stall_after
+        pacer = None
+        if rule is not None and rule.trickle:
+            pacer = _Trickle(self, client, request, rule.trickle, rule.stall_limit)
+        sent = 0
+        while remaining:
+            chunk = upstream_in.read(min(_CHUNK, remaining))
+            if not chunk:
+                raise _Closed
+            remaining -= len(chunk)
+            if stop_at is not None and sent + len(chunk) >= stop_at:
+                client.sendall(chunk[: stop_at - sent])
+                if rule is not None and rule.stall_after is not None:
+                    self._stall(client, request, rule.stall_limit)
+                return False, False  # cut, or stalled until the client left: close mid-body
+            sent += len(chunk)
+            if pacer is None:
+                client.sendall(chunk)
+            elif not pacer.send(chunk):
+                return False, False
+        return stop_at is None, upstream_open and stop_at is None
+
+    def _stall(self, client: socket.socket | _Discard, request: RecordedRequest, limit: float) -> None:
+        """Send nothing until the client closes the connection or ``limit`` seconds pass."""
+        request.client_gave_up = self._client_closed(client, limit)
+
+    def _client_closed(self, client: socket.socket | _Discard, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the client to close its side; True if it did."""
+        if not isinstance(client, socket.socket):
+            return False
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as selector:
+            selector.register(client, selectors.EVENT_READ)
+            while not self._stopped.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                if selector.select(min(left, 0.5)):
+                    try:
+                        return not client.recv(1, socket.MSG_PEEK)
+                    except OSError:  # reset by the client
+                        return True
+        return False
+
+
+class _Trickle:
+    """Sends a body at ``rate`` bytes per second, in tenths of a second, while watching whether
+    the client gives up; the trickle ends (connection cut) after ``limit`` seconds."""
+
+    def __init__(
+        self, proxy: FaultProxy, client: socket.socket | _Discard, request: RecordedRequest, rate: int, limit: float
+    ) -> None:
+        self._proxy, self._client, self._request = proxy, client, request
+        self._piece = max(1, rate // 10)
+        self._deadline = time.monotonic() + limit
+        request.client_gave_up = False
+
+    def send(self, chunk: bytes) -> bool:
+        """Send ``chunk`` slowly; False when the trickle ended first (client gone or limit reached)."""
+        view = memoryview(chunk)
+        for offset in range(0, len(view), self._piece):
+            if time.monotonic() >= self._deadline:
+                return False
+            try:
+                self._client.sendall(view[offset : offset + self._piece])
+            except OSError:
+                self._request.client_gave_up = True
+                return False
+            # The pause between pieces doubles as the watch for the client closing.
+            if self._proxy._client_closed(self._client, 0.1):
+                self._request.client_gave_up = True
+                return False
+        return True
 
 
 def _close(sock: socket.socket) -> None:
