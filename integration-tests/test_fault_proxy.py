@@ -1,5 +1,6 @@
 """The fault proxy's own promises, checked with plain boto3 so they do not depend on s3torch:
-``lose_response`` lets the server act and the client never learn it; ``drop`` never reaches it."""
+``lose_response`` lets the server act and the client never learn it; ``drop`` never reaches it;
+stalls last until the client leaves; trickles arrive whole or are cut; ``Retry-After``; operation names."""
 
 from __future__ import annotations
 
@@ -42,3 +43,77 @@ def test_lost_response_vs_dropped_request(faulty_s3: S3TestEnv, fault: str, publ
     # The next request gets an answer again.
     client.put_object(Bucket=faulty_s3.bucket, Key="k", Body=b"second")
     assert faulty_s3.read("k") == b"second"
+
+
+def test_stalls_last_until_the_client_gives_up(faulty_s3: S3TestEnv) -> None:
+    proxy = faulty_s3.proxy
+    assert proxy is not None
+    faulty_s3.put("stalled", b"x" * 10_000)
+    head = proxy.add(Rule(lambda r: r.method == "GET" and r.is_object(faulty_s3.bucket, "stalled"), stall_head=True))
+    body = proxy.add(Rule(lambda r: r.method == "GET" and r.is_object(faulty_s3.bucket, "stalled"), stall_after=1_000))
+    config = Config(
+        s3={"addressing_style": "path"}, retries={"total_max_attempts": 1, "mode": "standard"}, read_timeout=0.5
+    )
+    client = boto3.client("s3", region_name=MOTO_REGION, endpoint_url=proxy.url, config=config)
+    with pytest.raises(botocore.exceptions.ReadTimeoutError):
+        client.get_object(Bucket=faulty_s3.bucket, Key="stalled")
+    response = client.get_object(Bucket=faulty_s3.bucket, Key="stalled")  # the head comes, then 1,000 bytes
+    with pytest.raises(botocore.exceptions.ReadTimeoutError):
+        response["Body"].read()
+    client.close()  # the client leaves: the proxy stops stalling
+    first, second = [r for r in proxy.requests if r.is_object(faulty_s3.bucket, "stalled")]
+    for request in (first, second):
+        assert request.fault_ended.wait(timeout=30)
+        assert request.client_gave_up is True
+    assert head.hits == body.hits == 1
+
+
+def test_a_trickled_body_arrives_whole_or_is_cut_at_the_limit(faulty_s3: S3TestEnv) -> None:
+    proxy = faulty_s3.proxy
+    assert proxy is not None
+    faulty_s3.put("slow", bytes(range(256)) * 8)  # 2,048 bytes
+    proxy.add(Rule(lambda r: r.method == "GET" and r.is_object(faulty_s3.bucket, "slow"), trickle=8_192))
+    proxy.add(Rule(lambda r: r.method == "GET" and r.is_object(faulty_s3.bucket, "slow"), trickle=100, stall_limit=0.3))
+    client = boto_through(proxy)
+    assert client.get_object(Bucket=faulty_s3.bucket, Key="slow")["Body"].read() == bytes(range(256)) * 8
+    with pytest.raises(botocore.exceptions.ResponseStreamingError):
+        client.get_object(Bucket=faulty_s3.bucket, Key="slow")["Body"].read()
+    whole, cut = [r for r in proxy.requests if r.is_object(faulty_s3.bucket, "slow")]
+    assert whole.fault_ended.is_set() and whole.client_gave_up is None
+    assert cut.fault_ended.wait(timeout=30) and cut.client_gave_up is False
+
+
+def test_retry_after_and_operation_names(faulty_s3: S3TestEnv) -> None:
+    proxy = faulty_s3.proxy
+    assert proxy is not None
+    proxy.add(Rule(lambda r: r.operation == "HeadObject", respond=503, code="SlowDown", retry_after="7"))
+    client = boto_through(proxy)
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        client.head_object(Bucket=faulty_s3.bucket, Key="k")
+    assert caught.value.response["ResponseMetadata"]["HTTPHeaders"]["retry-after"] == "7"
+    bucket = faulty_s3.bucket
+    client.put_object(Bucket=bucket, Key="a/b", Body=b"1")
+    client.get_object(Bucket=bucket, Key="a/b")["Body"].read()
+    client.list_objects_v2(Bucket=bucket, Prefix="a/")
+    upload = client.create_multipart_upload(Bucket=bucket, Key="m")["UploadId"]
+    etag = client.upload_part(Bucket=bucket, Key="m", UploadId=upload, PartNumber=1, Body=b"p")["ETag"]
+    client.complete_multipart_upload(
+        Bucket=bucket, Key="m", UploadId=upload, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]}
+    )
+    other = client.create_multipart_upload(Bucket=bucket, Key="n")["UploadId"]
+    client.list_multipart_uploads(Bucket=bucket)
+    client.abort_multipart_upload(Bucket=bucket, Key="n", UploadId=other)
+    client.delete_object(Bucket=bucket, Key="a/b")
+    assert [r.operation for r in proxy.requests] == [
+        "HeadObject",
+        "PutObject",
+        "GetObject",
+        "ListObjectsV2",
+        "CreateMultipartUpload",
+        "UploadPart",
+        "CompleteMultipartUpload",
+        "CreateMultipartUpload",
+        "ListMultipartUploads",
+        "AbortMultipartUpload",
+        "DeleteObject",
+    ]

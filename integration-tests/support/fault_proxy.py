@@ -37,6 +37,7 @@ class RecordedRequest:
     status: int | None = None  # status of the server's (or the proxy's) answer, once known
     response_lost: bool = False  # the server answered but the proxy closed instead of relaying
     client_gave_up: bool | None = None  # after a stall or trickle: the client closed first (True)
+    fault_ended: threading.Event = field(default_factory=threading.Event)  # a stall or trickle is over
 
     @property
     def path(self) -> str:
@@ -103,7 +104,8 @@ class Rule:
     server: the client's timeouts must end it) or ``stall_limit`` seconds pass. ``trickle``
     sends the body at that many bytes per second, until the body ends, the client closes, or
     ``stall_limit`` passes (then the connection is cut). ``RecordedRequest.client_gave_up``
-    says which side ended a stall or trickle.
+    says which side ended a stall or trickle (``None``: a trickled body was delivered whole), and
+    ``RecordedRequest.fault_ended`` is set once it is over.
     """
 
     match: Callable[[RecordedRequest], bool]
@@ -473,12 +475,15 @@ class FaultProxy:
             if pacer is None:
                 client.sendall(chunk)
             elif not pacer.send(chunk):
+                request.fault_ended.set()
                 return False, False
+        request.fault_ended.set()
         return stop_at is None, upstream_open and stop_at is None
 
     def _stall(self, client: socket.socket | _Discard, request: RecordedRequest, limit: float) -> None:
         """Send nothing until the client closes the connection or ``limit`` seconds pass."""
         request.client_gave_up = self._client_closed(client, limit)
+        request.fault_ended.set()
 
     def _client_closed(self, client: socket.socket | _Discard, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for the client to close its side; True if it did."""
@@ -509,13 +514,13 @@ class _Trickle:
         self._proxy, self._client, self._request = proxy, client, request
         self._piece = max(1, rate // 10)
         self._deadline = time.monotonic() + limit
-        request.client_gave_up = False
 
     def send(self, chunk: bytes) -> bool:
         """Send ``chunk`` slowly; False when the trickle ended first (client gone or limit reached)."""
         view = memoryview(chunk)
         for offset in range(0, len(view), self._piece):
             if time.monotonic() >= self._deadline:
+                self._request.client_gave_up = False
                 return False
             try:
                 self._client.sendall(view[offset : offset + self._piece])
