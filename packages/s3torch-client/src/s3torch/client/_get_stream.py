@@ -22,7 +22,8 @@ from collections import deque
 from concurrent.futures import Future
 from typing import Any
 
-from ._exceptions import S3Exception, client_error
+from ._exceptions import client_error
+from ._range_check import check_range_response
 from ._transport import BODY_ERRORS, RawResponse, Transport, backoff, discard
 
 logger = logging.getLogger(__name__)
@@ -34,18 +35,6 @@ LATENCY_THRESHOLD_SECONDS = 0.010
 #: connection: the rest goes as parallel parts. Real S3 gives one connection ~100 MB/s; a local
 #: store gives several hundred even on a busy machine, where parts only cost CPU.
 SLOW_CONNECTION_BYTES_PER_SECOND = 300e6
-
-
-def _parse_content_range(value: str | None) -> tuple[int | None, int | None, int | None]:
-    """``bytes a-b/total`` -> (a, b + 1, total); ``bytes */total`` -> (None, None, total)."""
-    if not value or not value.startswith("bytes "):
-        return None, None, None
-    span, _, total = value[6:].partition("/")
-    size = int(total) if total.isdigit() else None
-    if span == "*":
-        return None, None, size
-    first, _, last = span.partition("-")
-    return int(first), int(last) + 1, size
 
 
 class _Body:
@@ -98,15 +87,6 @@ class _Body:
         logger.debug("GetObject s3://%s/%s resumed at byte %d: %s", stream.bucket, stream.key, self.position, cause)
         backoff(failures)
         response = stream._request(self.position, self.end)
-        if response.status != 206 or _parse_content_range(response.headers.get("Content-Range"))[0] != self.position:
-            discard(response.body)
-            raise S3Exception(
-                f"Client error: the resumed GET of s3://{stream.bucket}/{stream.key} at byte {self.position}"
-                f" got status {response.status}, not the range asked for",
-                bucket=stream.bucket,
-                key=stream.key,
-                status=response.status,
-            )
         self._response = response
         self._source = response.body
 
@@ -169,8 +149,11 @@ class GetObjectStream:
         self._closed = False
 
     # ---- requests ---------------------------------------------------------------------
-    def _request(self, start: int, end: int | None) -> RawResponse:
-        return self._transport.get_range(self.bucket, self.key, start, end, self.etag)
+    def _request(self, start: int, end: int) -> RawResponse:
+        """A GET of ``[start, end)`` inside the known object (parts, remainder, resumes), checked."""
+        response = self._transport.get_range(self.bucket, self.key, start, end, self.etag)
+        check_range_response(response, self.bucket, self.key, start, end, self.size, wanted_end=end)
+        return response
 
     def _first(self) -> None:
         self._started = True
@@ -182,39 +165,18 @@ class GetObjectStream:
                 self._limit = start
                 return
         self._first_request_at = time.perf_counter()
-        response = self._request(start, end)
+        response = self._transport.get_range(self.bucket, self.key, start, end, self.etag)
         first_byte_latency = time.perf_counter() - self._first_request_at
+        # A 200 (Range ignored) is the whole object: right when this stream reads it all from 0.
+        checked = check_range_response(response, self.bucket, self.key, start, end, None, wanted_end=self._end)
         self.etag = self.etag or response.headers.get("ETag")
+        self.size = checked.size
         if response.status == 416:  # the start is at or past the end of the object
-            self.size = _parse_content_range(response.headers.get("Content-Range"))[2]
-            if self.size is None and start == 0:
-                self.size = 0
-            if response.body is not None:
-                discard(response.body)
             self._limit = start
             return
-        if response.status == 206:
-            first, body_end, self.size = _parse_content_range(response.headers.get("Content-Range"))
-            if first != start or body_end is None:
-                discard(response.body)
-                raise S3Exception(
-                    f"Client error: GetObject s3://{self.bucket}/{self.key} returned range"
-                    f" {response.headers.get('Content-Range')!r} for bytes {start}-{end - 1}",
-                    bucket=self.bucket,
-                    key=self.key,
-                )
-        else:  # 200: a store that ignores Range sends the whole object
-            self.size = int(response.headers.get("Content-Length", 0))
-            body_end = self.size
-            if start > 0:
-                discard(response.body)
-                raise S3Exception(
-                    f"Client error: the server ignored the Range header of a GET of s3://{self.bucket}/{self.key}",
-                    bucket=self.bucket,
-                    key=self.key,
-                )
-        total = self.size if self.size is not None else body_end
-        self._limit = total if self._end is None else min(self._end, total)
+        body_end = checked.end
+        assert self.size is not None  # a 200 or 206 that passed the check gives it
+        self._limit = self.size if self._end is None else min(self._end, self.size)
         self._body = _Body(self, response, start, body_end)
         self._requested = body_end
         self._first_part_bytes = body_end - start
