@@ -11,7 +11,7 @@ import torch.utils.data
 
 from s3torch.client import S3ClientConfig
 from s3torch.datasets import S3IterableDataset, S3MapDataset
-from s3torch.readers import S3Reader
+from s3torch.readers import S3Reader, SequentialS3Reader
 
 from .s3env import S3Location
 
@@ -24,6 +24,38 @@ def key_and_digest(reader: S3Reader) -> tuple[str, str]:
 def key_only(reader: S3Reader) -> str:
     """The key, without reading a byte."""
     return reader.key
+
+
+def read_some(reader: S3Reader) -> S3Reader:
+    """Read the first 100 bytes of the object and hand the reader on, 100 bytes in."""
+    reader.read(100)
+    return reader
+
+
+def reader_over_closures(bucket: str, key: str, get_object_info: Any, get_stream: Any) -> S3Reader:
+    """A reader constructor that wraps the client's callables in local functions: its readers
+    work but cannot be pickled."""
+
+    def info() -> Any:
+        return get_object_info()
+
+    def stream(*args: Any) -> Any:
+        return get_stream(*args)
+
+    return SequentialS3Reader(bucket, key, info, stream)
+
+
+def default_transform_dataset(kind: str, location: S3Location, prefix: str, **options: Any) -> Any:
+    """An ``S3MapDataset`` or ``S3IterableDataset`` (``kind``) of the prefix, with the default
+    transform unless ``options`` say otherwise: its items are readers."""
+    dataset_class = {"map": S3MapDataset, "iterable": S3IterableDataset}[kind]
+    return dataset_class.from_prefix(
+        prefix_uri(location, prefix),
+        region=location.region,
+        endpoint=location.endpoint,
+        s3client_config=client_config(location),
+        **options,
+    )
 
 
 def prefix_uri(location: S3Location, name: str) -> str:

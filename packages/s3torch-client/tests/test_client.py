@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import pickle
 import sys
 import threading
 import types
@@ -163,6 +164,7 @@ def fake_readers(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
             return FakeReader
 
     module.S3ReaderConstructor = S3ReaderConstructor  # type: ignore[attr-defined]
+    module.check_reader_constructor = lambda constructor: None  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "s3torch.readers", module)
     return module
 
@@ -187,6 +189,24 @@ def test_get_object_builds_the_default_reader(
     assert b"".join(whole) == data
     assert b"".join(reader.kwargs["get_stream"](10, 20)) == data[10:20]
     assert b"".join(reader.kwargs["get_stream"](PART)) == data[PART:]
+
+
+def test_get_object_gives_the_reader_callables_that_pickle(s3: MockS3, fake_readers: types.ModuleType) -> None:
+    # A reader pickles them (DataLoader workers hand readers to the main process): they carry
+    # the client's settings and the listing's info, and work in the copy.
+    data = payload(100)
+    etag = s3.put("obj", data)
+    info = ObjectInfo("obj", etag, len(data), 0)
+    for object_info in (None, info):
+        reader = s3.client.get_object(s3.bucket, "obj", object_info=object_info)
+        get_object_info, get_stream = pickle.loads(
+            pickle.dumps((reader.kwargs["get_object_info"], reader.kwargs["get_stream"]))
+        )
+        assert get_object_info().size == len(data)
+        assert (get_object_info() == info) is (object_info is not None)
+        assert b"".join(get_stream(10, 20)) == data[10:20]
+        client = get_stream.func.__self__
+        assert (client.region, client.s3client_config) == (s3.client.region, s3.client.s3client_config)
 
 
 def test_get_object_with_object_info_sends_no_head(

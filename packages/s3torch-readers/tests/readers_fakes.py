@@ -119,6 +119,12 @@ class FakeObject:
         self.streams: list[FakeStream] = []
         self.events: list[str] = []  # "info" and "stream start-end", in call order
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A pickled reader carries this object through its callables: the copy has no history.
+        state = self.__dict__.copy()
+        state.update(info_calls=0, streams=[], events=[])
+        return state
+
     # ---- the callables the readers get ----------------------------------------------
     def get_object_info(self) -> ObjectInfo | HeadObjectResult:
         self.info_calls += 1

@@ -49,6 +49,7 @@ def test_public_surface() -> None:
         "S3ReaderConstructor",
         "S3ReaderConstructorProtocol",
         "SequentialS3Reader",
+        "check_reader_constructor",
     ]
     for name in s3torch.readers.__all__:
         assert getattr(s3torch.readers, name) is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -129,22 +130,26 @@ class S3Client:
         _check_names(bucket, key)
         logger.debug("GetObject s3://%s/%s, object_info is None=%s", bucket, key, object_info is None)
         try:
-            from s3torch.readers import S3ReaderConstructor
+            from s3torch.readers import S3ReaderConstructor, check_reader_constructor
         except ImportError as error:
             raise ImportError(
                 "S3Client.get_object returns an S3Reader from the s3torch-readers distribution, which is"
                 " not installed: pip install s3torch-readers"
             ) from error
+        check_reader_constructor(reader_constructor)
         constructor = reader_constructor or S3ReaderConstructor.default()
-
-        def get_object_info() -> ObjectInfo | HeadObjectResult:
-            return object_info if object_info is not None else self.head_object(bucket, key)
-
-        def get_stream(start: int | None = None, end: int | None = None) -> GetObjectStream:
-            return self.get_object_stream(bucket, key, start, end)
-
+        # Partials of this client's methods, not closures: the reader pickles them, and with them
+        # this client's settings, so that a DataLoader worker can hand the reader over.
+        get_object_info = functools.partial(self._object_info, bucket, key, object_info)
+        get_stream = functools.partial(self.get_object_stream, bucket, key)
         reader: S3Reader = constructor(bucket=bucket, key=key, get_object_info=get_object_info, get_stream=get_stream)
         return reader
+
+    def _object_info(
+        self, bucket: str, key: str, object_info: ObjectInfo | HeadObjectResult | None
+    ) -> ObjectInfo | HeadObjectResult:
+        """A reader's ``get_object_info``: the listing's info if there was one, else a HEAD."""
+        return object_info if object_info is not None else self.head_object(bucket, key)
 
     def get_object_stream(
         self, bucket: str, key: str, start: int | None = None, end: int | None = None, *, etag: str | None = None

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import logging
+import pickle
 from collections.abc import Iterable, Iterator
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
+
+import torch.utils.data
 
 from s3torch.client import ObjectInfo, S3Client
+from s3torch.readers import S3Reader, check_reader_constructor
 
 logger = logging.getLogger(__name__)
 
 _SCHEME = "s3://"
+
+_Item = TypeVar("_Item")
 
 
 class S3BucketKeyData(NamedTuple):
@@ -25,6 +31,21 @@ class S3BucketKeyData(NamedTuple):
 def identity(obj: Any) -> Any:
     """The default transform: the ``S3Reader`` itself."""
     return obj
+
+
+def deliverable(item: _Item) -> _Item:
+    """``item``, checked to pickle when it is a reader and this is a DataLoader worker process.
+
+    A worker hands its items to the main process through a queue that pickles them in a
+    background thread; when that fails, the thread only prints the error and drops the item, and
+    the main process waits for it forever. Pickled here first, a reader that cannot be pickled
+    (one a custom ``reader_constructor`` built over lambdas, say) raises in ``__getitem__`` or
+    ``__next__``, and torch re-raises that in the main process. Cheap: a reader pickles its
+    settings, not its data, and keeps its pickled callables for the queue's own pickling.
+    """
+    if isinstance(item, S3Reader) and torch.utils.data.get_worker_info() is not None:
+        pickle.dumps(item)
+    return item
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -86,3 +107,9 @@ def check_region(region: Any) -> str:
 def check_transform(transform: Any) -> None:
     if not callable(transform):
         raise TypeError(f"transform must be callable, got {type(transform).__name__}")
+
+
+def check_options(transform: Any, reader_constructor: Any) -> None:
+    """The checks both datasets make of their callables at construction."""
+    check_transform(transform)
+    check_reader_constructor(reader_constructor)

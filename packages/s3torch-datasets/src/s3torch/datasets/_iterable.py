@@ -17,8 +17,9 @@ from s3torch.readers import S3Reader, S3ReaderConstructor, S3ReaderConstructorPr
 
 from ._common import (
     S3BucketKeyData,
+    check_options,
     check_region,
-    check_transform,
+    deliverable,
     get_objects_from_prefix,
     identity,
     listed_objects,
@@ -130,7 +131,7 @@ class S3IterableDataset(torch.utils.data.IterableDataset[Any]):
     ) -> None:
         if not callable(get_dataset_objects):
             raise TypeError(f"get_dataset_objects must be callable, got {type(get_dataset_objects).__name__}")
-        check_transform(transform)
+        check_options(transform, reader_constructor)
         self._region = check_region(region)
         self._get_dataset_objects = get_dataset_objects
         self._endpoint = endpoint
@@ -384,7 +385,7 @@ class S3IterableDataset(torch.utils.data.IterableDataset[Any]):
         transform = self._transform
         try:
             for _, reader in readers:
-                result = transform(reader)
+                result = deliverable(transform(reader))
                 progress.position += 1
                 yield result
         finally:

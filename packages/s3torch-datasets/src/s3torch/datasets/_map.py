@@ -15,8 +15,9 @@ from s3torch.readers import S3Reader, S3ReaderConstructor, S3ReaderConstructorPr
 
 from ._common import (
     S3BucketKeyData,
+    check_options,
     check_region,
-    check_transform,
+    deliverable,
     get_objects_from_prefix,
     identity,
     listed_objects,
@@ -73,7 +74,7 @@ class S3MapDataset(torch.utils.data.Dataset[Any]):
     ) -> None:
         if not callable(get_dataset_objects):
             raise TypeError(f"get_dataset_objects must be callable, got {type(get_dataset_objects).__name__}")
-        check_transform(transform)
+        check_options(transform, reader_constructor)
         self._region = check_region(region)
         self._get_dataset_objects = get_dataset_objects
         self._endpoint = endpoint
@@ -229,7 +230,7 @@ class S3MapDataset(torch.utils.data.Dataset[Any]):
         )
 
     def __getitem__(self, index: int) -> Any:
-        return self._transform(self._open_reader(self._item(index)))
+        return deliverable(self._transform(self._open_reader(self._item(index))))
 
     def __getitems__(self, indices: Sequence[int]) -> list[Any]:
         """The items of a batch (a DataLoader with batching calls this): their GETs are started
@@ -245,7 +246,7 @@ class S3MapDataset(torch.utils.data.Dataset[Any]):
             self._prefetch_gate,
         )
         try:
-            return [self._transform(reader) for _, reader in readers]
+            return [deliverable(self._transform(reader)) for _, reader in readers]
         finally:
             readers.close()
 

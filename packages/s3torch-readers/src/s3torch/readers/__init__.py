@@ -1,7 +1,7 @@
 """s3torch.readers: file-like readers of S3 objects (upstream: ``s3torchconnector.s3reader``)."""
 
 from ._base import S3Reader
-from ._constructor import DCPOptimizedConstructor, S3ReaderConstructor
+from ._constructor import DCPOptimizedConstructor, S3ReaderConstructor, check_reader_constructor
 from ._dcp_optimized import DEFAULT_MAX_GAP_SIZE, DCPOptimizedS3Reader, ItemRange, RangeGroup
 from ._protocol import DCPS3ReaderConstructorProtocol, GetStreamCallable, S3ReaderConstructorProtocol
 from ._ranged import DEFAULT_BUFFER_SIZE, RangedS3Reader
@@ -21,4 +21,5 @@ __all__ = [
     "S3ReaderConstructor",
     "S3ReaderConstructorProtocol",
     "SequentialS3Reader",
+    "check_reader_constructor",
 ]

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import io
+import pickle
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar, SupportsIndex, TypeVar
 
 from s3torch.client import GetObjectStream, HeadObjectResult, ObjectInfo
 
 ObjectInfoCallable = Callable[[], ObjectInfo | HeadObjectResult]
 GetStreamCallable = Callable[..., GetObjectStream]
+
+_Reader = TypeVar("_Reader", bound="S3Reader")
 
 
 def check_size(size: Any) -> int | None:
@@ -65,6 +68,9 @@ class S3Reader(ABC, io.BufferedIOBase):
     builds them for ``S3Client.get_object`` and the datasets. Readers are not thread-safe.
     """
 
+    #: Whether the class pickles through ``_reader_state`` and ``_restore`` (s3torch's strategies).
+    _pickles_by_state: ClassVar[bool] = False
+
     def __init__(
         self,
         bucket: str,
@@ -79,6 +85,7 @@ class S3Reader(ABC, io.BufferedIOBase):
         self._get_object_info = get_object_info
         self._get_stream = get_stream
         self._closed = False
+        self._pickled_sources: tuple[int, bytes] | None = None  # (protocol, the two callables pickled)
 
     @property
     def bucket(self) -> str:
@@ -138,3 +145,67 @@ class S3Reader(ABC, io.BufferedIOBase):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(bucket={self._bucket!r}, key={self._key!r})"
+
+    # ---- pickling -----------------------------------------------------------------------
+    def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[Any, ...]:
+        """A reader pickles what rebuilds it elsewhere: bucket, key, its ``get_object_info`` and
+        ``get_stream`` callables (those of ``S3Client.get_object`` carry the client's settings:
+        region, endpoint, ``S3ClientConfig``, user agent), the strategy's settings, what it knows
+        of the object (size, ETag) and its position; never a connection, a stream or fetched
+        bytes. The copy sends its first request when first read, from that position, pinned to
+        the same version of the object when the ETag was known.
+
+        The callables are pickled here, on their own, so that one that cannot be pickled (a
+        lambda or a local function given to a reader built directly) fails with a ``TypeError``
+        naming the reader, not an error from deep inside the pickler. A reader class of another
+        library (``_pickles_by_state`` False: no ``_reader_state``/``_restore``) pickles as plain
+        Python objects do.
+        """
+        if not self._pickles_by_state:
+            reduced = super().__reduce_ex__(protocol)
+            assert isinstance(reduced, tuple)  # object's own reduction of an instance
+            return reduced
+        protocol = int(protocol)
+        if self._pickled_sources is not None and self._pickled_sources[0] == protocol:
+            sources = self._pickled_sources[1]  # the callables do not change: pickled once
+        else:
+            sources = self._pickle_sources(protocol)
+            self._pickled_sources = (protocol, sources)
+        return (_unpickle_reader, (type(self), self._bucket, self._key, sources, self._closed, self._reader_state()))
+
+    def _pickle_sources(self, protocol: int) -> bytes:
+        try:
+            return pickle.dumps((self._get_object_info, self._get_stream), protocol)
+        except (pickle.PicklingError, TypeError, AttributeError) as error:
+            raise TypeError(
+                f"cannot pickle {type(self).__name__} of s3://{self._bucket}/{self._key}: its get_object_info or"
+                f" get_stream callable cannot be pickled ({error}). Readers from S3Client.get_object and the"
+                " datasets pickle; a reader built directly pickles only if both callables do (module-level"
+                " functions, functools.partial, methods of picklable objects)"
+            ) from error
+
+    def _reader_state(self) -> dict[str, Any]:
+        """The strategy's settings and position, as ``_restore`` takes them back."""
+        return {}
+
+    @classmethod
+    def _restore(
+        cls: type[_Reader],
+        bucket: str,
+        key: str,
+        get_object_info: ObjectInfoCallable,
+        get_stream: GetStreamCallable,
+        state: dict[str, Any],
+    ) -> _Reader:
+        """A reader of the strategy, from ``_reader_state()``, that has sent nothing yet."""
+        raise NotImplementedError
+
+
+def _unpickle_reader(
+    cls: type[S3Reader], bucket: str, key: str, sources: bytes, closed: bool, state: dict[str, Any]
+) -> S3Reader:
+    get_object_info, get_stream = pickle.loads(sources)
+    reader = cls._restore(bucket, key, get_object_info, get_stream, state)
+    if closed:
+        reader.close()
+    return reader

@@ -122,3 +122,30 @@ class S3ReaderConstructor:
             if constructor.func is SequentialS3Reader:
                 return "sequential"
         return "unknown"
+
+
+_FACTORIES = ("sequential", "range_based", "dcp_optimized", "default")
+
+
+def check_reader_constructor(reader_constructor: Any, argument: str = "reader_constructor") -> None:
+    """Refuse, with a ``TypeError`` naming ``argument``, what cannot build readers: a string such
+    as ``"sequential"``, a factory of ``S3ReaderConstructor`` not called (``.sequential``
+    instead of ``.sequential()``), the class itself, or anything not callable. None (the
+    default strategy) passes."""
+    if reader_constructor is None:
+        return
+    guidance = "use S3ReaderConstructor.sequential(), .range_based() or .dcp_optimized()"
+    if isinstance(reader_constructor, str):
+        name = reader_constructor.strip().lower().replace("-", "_")
+        hint = f"S3ReaderConstructor.{name}()" if name in _FACTORIES else guidance
+        raise TypeError(f"{argument} must be a reader constructor, not the string {reader_constructor!r}: use {hint}")
+    for name in _FACTORIES:
+        if reader_constructor is getattr(S3ReaderConstructor, name):
+            raise TypeError(
+                f"{argument} must be a reader constructor: call the factory, S3ReaderConstructor.{name}(),"
+                f" instead of passing S3ReaderConstructor.{name}"
+            )
+    if reader_constructor is S3ReaderConstructor or not callable(reader_constructor):
+        raise TypeError(
+            f"{argument} must be a reader constructor or None, got {type(reader_constructor).__name__}: {guidance}"
+        )

@@ -22,7 +22,7 @@ from bisect import bisect_right
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from s3torch.client import GetObjectStream
 
@@ -36,6 +36,8 @@ from ._base import (
 )
 
 DEFAULT_MAX_GAP_SIZE = 32 * 1024 * 1024
+
+_DCPReader = TypeVar("_DCPReader", bound="DCPOptimizedS3Reader")
 
 #: After ``prefetch()``: range groups fetched ahead of the one being read, each at most this
 #: many bytes ahead of use, so one reader holds at most about
@@ -183,7 +185,13 @@ class DCPOptimizedS3Reader(S3Reader):
 
     Reads must stay inside the current item or move forward to a later one; anything else
     raises ``ValueError`` with guidance to fall back to the sequential reader.
+
+    Pickled, it carries its ranges, gap, position, current item, ETag and whether ``prefetch()``
+    was called, not what it fetched: the copy fetches the current item's group again on its
+    first read and stays forward-only from that item.
     """
+
+    _pickles_by_state = True
 
     def __init__(
         self,
@@ -202,9 +210,9 @@ class DCPOptimizedS3Reader(S3Reader):
         super().__init__(bucket, key, get_object_info, get_stream)
         if not key:
             raise ValueError("Key should be specified")
-        gap = check_max_gap_size(max_gap_size)
+        self._max_gap_size = check_max_gap_size(max_gap_size)
         self._items = _check_ranges(item_ranges)
-        self._groups = coalesce(self._items, gap)
+        self._groups = coalesce(self._items, self._max_gap_size)
         self._group_of_item = [index for index, group in enumerate(self._groups) for _ in group.item_ranges]
         self._item_index = -1
         self._segment_starts: list[int] = []
@@ -319,14 +327,15 @@ class DCPOptimizedS3Reader(S3Reader):
 
     def _item_for(self, start: int, end: int) -> None:
         """Make the item holding ``[start, end)`` current, moving forward only."""
-        if self._item_index >= 0:
+        # An unpickled reader knows its current item but has not loaded it (no segments).
+        if self._item_index >= 0 and self._segments:
             current = self._items[self._item_index]
             if current.start <= start and end <= current.end:
                 return
         for index in range(max(self._item_index, 0), len(self._items)):
             item = self._items[index]
             if item.start <= start and end <= item.end:
-                if index != self._item_index:
+                if index != self._item_index or not self._segments:
                     self._load(index)
                 return
             if item.start > start:
@@ -401,6 +410,34 @@ class DCPOptimizedS3Reader(S3Reader):
 
     def tell(self) -> int:
         return self._position
+
+    # ---- pickling -----------------------------------------------------------------------
+    def _reader_state(self) -> dict[str, Any]:
+        return {
+            "item_ranges": self._items,
+            "max_gap_size": self._max_gap_size,
+            "position": self._position,
+            "item_index": self._item_index,
+            "etag": self._etag,
+            "read_ahead": self._read_ahead,
+        }
+
+    @classmethod
+    def _restore(
+        cls: type[_DCPReader],
+        bucket: str,
+        key: str,
+        get_object_info: ObjectInfoCallable,
+        get_stream: GetStreamCallable,
+        state: dict[str, Any],
+    ) -> _DCPReader:
+        reader = cls.__new__(cls)
+        DCPOptimizedS3Reader.__init__(
+            reader, bucket, key, state["item_ranges"], get_object_info, get_stream, state["max_gap_size"]
+        )
+        reader._position, reader._item_index = state["position"], state["item_index"]
+        reader._etag, reader._read_ahead = state["etag"], state["read_ahead"]
+        return reader
 
     def close(self) -> None:
         self._drop_stream()

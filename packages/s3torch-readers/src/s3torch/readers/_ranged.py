@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import Any, TypeVar
 
 from s3torch.client import S3Exception
 
@@ -20,6 +20,8 @@ from ._base import (
 
 DEFAULT_BUFFER_SIZE = 8 * 1024 * 1024
 
+_Ranged = TypeVar("_Ranged", bound="RangedS3Reader")
+
 
 class RangedS3Reader(S3Reader):
     """Reads byte ranges on demand, for sparse access to large objects.
@@ -30,9 +32,13 @@ class RangedS3Reader(S3Reader):
     from the socket straight into the destination. A read that starts inside the buffer and runs
     past it takes the buffered part and fetches only the rest. Memory: ``buffer_size``.
 
+    Pickled, it carries its buffer size, position, size and ETag, not the buffer's bytes.
+
     Args:
         buffer_size: Bytes of the buffer; None for 8 MiB, 0 for no buffer.
     """
+
+    _pickles_by_state = True
 
     def __init__(
         self,
@@ -141,6 +147,23 @@ class RangedS3Reader(S3Reader):
 
     def tell(self) -> int:
         return self._position
+
+    def _reader_state(self) -> dict[str, Any]:
+        return {"buffer_size": self._buffer_size, "position": self._position, "size": self._size, "etag": self._etag}
+
+    @classmethod
+    def _restore(
+        cls: type[_Ranged],
+        bucket: str,
+        key: str,
+        get_object_info: ObjectInfoCallable,
+        get_stream: GetStreamCallable,
+        state: dict[str, Any],
+    ) -> _Ranged:
+        reader = cls.__new__(cls)
+        RangedS3Reader.__init__(reader, bucket, key, get_object_info, get_stream, state["buffer_size"])
+        reader._position, reader._size, reader._etag = state["position"], state["size"], state["etag"]
+        return reader
 
     def close(self) -> None:
         self._buffer = None

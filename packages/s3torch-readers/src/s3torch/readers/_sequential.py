@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from bisect import bisect_right
-from typing import Any
+from typing import Any, TypeVar
 
 from s3torch.client import GetObjectStream, S3Exception
 
@@ -25,6 +25,8 @@ from ._base import (
 #: in, the reader's chunks.
 PASS_THROUGH_BYTES = 1024 * 1024
 
+_Sequential = TypeVar("_Sequential", bound="SequentialS3Reader")
+
 
 class SequentialS3Reader(S3Reader):
     """The generic reader: one GET stream over the whole object, started on the first read (or
@@ -32,7 +34,13 @@ class SequentialS3Reader(S3Reader):
     buffer), so seeking back is free; its memory is at most the object size. The size comes
     from the stream's first response; ``seek(0, SEEK_END)`` before any read asks
     ``get_object_info`` instead (the listing's info, or a HEAD) and sends no GET.
+
+    Pickled (a DataLoader worker returning it, for example), it carries its settings, position,
+    size and ETag, not what it fetched: the copy's first read opens a stream from its position,
+    pinned to the version already seen; a backward seek there fetches what lies before.
     """
+
+    _pickles_by_state = True
 
     def __init__(
         self,
@@ -55,11 +63,13 @@ class SequentialS3Reader(S3Reader):
     def prefetch(self) -> None:
         """Start fetching: send the GET now. Calling it again does nothing."""
         self._check_open()
-        self._open_stream()
+        if not self._exhausted:
+            self._open_stream()
 
     def _open_stream(self) -> GetObjectStream:
         if self._stream is None:
-            stream = pinned(self._get_stream(), self._etag)
+            # From the frontier: 0, unless this reader was unpickled at a later position.
+            stream = pinned(self._get_stream(self._frontier) if self._frontier else self._get_stream(), self._etag)
             stream.start()
             self._stream = stream
             self._etag = stream.etag
@@ -185,6 +195,28 @@ class SequentialS3Reader(S3Reader):
         while self._size is None:  # a server that sends no size: read on to the end
             self._take()
         return self._size
+
+    # ---- pickling -----------------------------------------------------------------------
+    def _reader_state(self) -> dict[str, Any]:
+        return {"position": self._position, "size": self._size, "etag": self._etag}
+
+    @classmethod
+    def _restore(
+        cls: type[_Sequential],
+        bucket: str,
+        key: str,
+        get_object_info: ObjectInfoCallable,
+        get_stream: GetStreamCallable,
+        state: dict[str, Any],
+    ) -> _Sequential:
+        reader = cls.__new__(cls)
+        SequentialS3Reader.__init__(reader, bucket, key, get_object_info, get_stream)
+        reader._size, reader._etag, reader._position = state["size"], state["etag"], state["position"]
+        # Nothing is kept: the stream starts at the position, the bytes before it are a gap that
+        # a backward seek fetches (see _kept).
+        reader._frontier = reader._position if reader._size is None else min(reader._position, reader._size)
+        reader._exhausted = reader._size is not None and reader._frontier >= reader._size
+        return reader
 
     def close(self) -> None:
         if self._stream is not None:
