@@ -143,11 +143,11 @@ def test_a_conditional_conflict_on_put_object_is_retried(s3: MockS3, monkeypatch
     original = Transport._send_http
     conflicts = []
 
-    def conflicting_once(self: Transport, operation: str, *args: Any) -> tuple[int, Any, Any]:
+    def conflicting_once(self: Transport, operation: str, *args: Any) -> tuple[int, Any, Any, int]:
         if operation == "PutObject" and not conflicts:
             conflicts.append(operation)
             document = b"<Error><Code>ConditionalRequestConflict</Code><Message>conflict</Message></Error>"
-            return 409, {}, FakeBody(document)
+            return 409, {}, FakeBody(document), 1
         return original(self, operation, *args)
 
     monkeypatch.setattr(Transport, "_send_http", conflicting_once)

@@ -194,12 +194,15 @@ class Body:
 
 
 class Response:
-    __slots__ = ("body", "headers", "status")
+    __slots__ = ("body", "headers", "sends", "status")
 
-    def __init__(self, status: int, headers: Headers, body: Body) -> None:
+    def __init__(self, status: int, headers: Headers, body: Body, sends: int = 1) -> None:
         self.status = status
         self.headers = headers
         self.body = body
+        # How many times the request went out: 2 after a transparent retry on a new connection,
+        # when the first sending may have reached the server (its answer was lost).
+        self.sends = sends
 
 
 class ConnectionPool:
@@ -293,7 +296,7 @@ class ConnectionPool:
                 connection.close()
                 raise HTTPError(f"response without a usable Content-Length ({declared!r})")
             length = int(declared)
-        return Response(status, response_headers, Body(self, connection, length, keep_alive))
+        return Response(status, response_headers, Body(self, connection, length, keep_alive), 2 if fresh else 1)
 
     def close(self) -> None:
         with self._lock:

@@ -10,6 +10,12 @@ the caller keeps writing; in-flight parts are bounded by bytes (about ``concurre
 A create-only stream (``if_none_match="*"``) sends ``If-None-Match: *`` on the PutObject or the
 CompleteMultipartUpload, the requests that publish: S3 then creates the object only if no object
 exists at the key, atomically, even against a racing writer.
+
+Lost answers. A publishing request whose answer was lost may have published: when its retry
+gets 412 (create-only) or NoSuchUpload (the upload was completed), the object at the key is
+compared with what this stream sent (``_published``) and the write succeeds if it is ours. A
+CreateMultipartUpload that botocore retried may have left an upload whose id was never known:
+the stream accounts for it when it ends (``_uploads.account_for_lost_creates``).
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ from typing import Any
 
 from ._config import MAX_PART_SIZE
 from ._exceptions import S3Exception, client_error
-from ._transport import Transport
+from ._published import multipart_fingerprint, published_etag, single_put_fingerprint
+from ._transport import Transport, answer_lost, may_have_published, retry_attempts
+from ._uploads import abort_or_warn, account_for_lost_creates
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +74,9 @@ class PutObjectStream:
         self._filled = 0
         self._part_number = 0
         self._upload_id: str | None = None
+        # Retries botocore made of the CreateMultipartUpload: each may have left an upload.
+        self._create_retries = 0
+        self._size = 0
         self._in_flight: deque[tuple[int, bytearray, Future[tuple[str, str | None]]]] = deque()
         self._in_flight_bytes = 0
         self._etags: list[dict[str, Any]] = []
@@ -104,8 +115,16 @@ class PutObjectStream:
                 params["StorageClass"] = self._storage_class
             if transport.upload_checksums:
                 params["ChecksumAlgorithm"] = "CRC32"
-            result = transport.call("CreateMultipartUpload", self.bucket, self.key, "create_multipart_upload", **params)
+            try:
+                result = transport.call(
+                    "CreateMultipartUpload", self.bucket, self.key, "create_multipart_upload", **params
+                )
+            except S3Exception as error:
+                # Every attempt failed, yet those whose answer was lost may have created an upload.
+                self._create_retries = transport.config.max_attempts if answer_lost(error) else retry_attempts(error)
+                raise
             self._upload_id = result["UploadId"]
+            self._create_retries = result.get("ResponseMetadata", {}).get("RetryAttempts", 0)
             logger.debug("CreateMultipartUpload s3://%s/%s upload id %s", self.bucket, self.key, self._upload_id)
         self._part_number += 1
         if self._part_number > MAX_PARTS:
@@ -113,6 +132,7 @@ class PutObjectStream:
                 f"object exceeds {MAX_PARTS} parts", operation="UploadPart", bucket=self.bucket, key=self.key
             )
         buffer, size = self._buffer, self._filled
+        self._size += size
         while self._in_flight and self._in_flight_bytes + size > self._max_in_flight_bytes:
             self._collect_oldest()
         future = transport.executor.submit(
@@ -154,8 +174,15 @@ class PutObjectStream:
             self._closed = True
         try:
             if self._upload_id is None:
+                body = memoryview(self._buffer)[: self._filled]
                 self._transport.put_bytes(
-                    self.bucket, self.key, memoryview(self._buffer)[: self._filled], headers=self._headers
+                    self.bucket,
+                    self.key,
+                    body,
+                    headers=self._headers,
+                    published=lambda crc32: published_etag(
+                        self._transport, self.bucket, self.key, single_put_fingerprint(body, crc32)
+                    ),
                 )
                 logger.debug("PutObject s3://%s/%s done (%d bytes)", self.bucket, self.key, self._filled)
                 self._published = True
@@ -164,6 +191,20 @@ class PutObjectStream:
                 self._send_full_part()
             while self._in_flight:
                 self._collect_oldest()
+            self._complete()
+            self._published = True
+            logger.debug("CompleteMultipartUpload s3://%s/%s (%d parts)", self.bucket, self.key, len(self._etags))
+            upload_id, self._upload_id = self._upload_id, None
+            self._account_for_lost_creates(upload_id)
+        except BaseException as error:
+            self._fail(error)
+            raise
+        finally:
+            self._buffer = bytearray()
+            self._spare.clear()
+
+    def _complete(self) -> None:
+        try:
             self._transport.call(
                 "CompleteMultipartUpload",
                 self.bucket,
@@ -176,14 +217,19 @@ class PutObjectStream:
                 **self._publish_condition,
                 **self._transport.request_payer,
             )
-            self._published = True
-            logger.debug("CompleteMultipartUpload s3://%s/%s (%d parts)", self.bucket, self.key, len(self._etags))
-        except BaseException as error:
-            self._fail(error)
-            raise
-        finally:
-            self._buffer = bytearray()
-            self._spare.clear()
+        except S3Exception as error:
+            # A retry after a lost answer finds the upload completed (NoSuchUpload) or, for a
+            # create-only write, the object there (412): published, if the object is ours.
+            if not may_have_published(error):
+                raise
+            expected = multipart_fingerprint(self._etags, self._size)
+            if published_etag(self._transport, self.bucket, self.key, expected) is None:
+                raise
+
+    def _account_for_lost_creates(self, used: str | None) -> None:
+        if self._create_retries:
+            retries, self._create_retries = self._create_retries, 0
+            account_for_lost_creates(self._transport, self.bucket, self.key, used, retries)
 
     def abort(self) -> None:
         """Discard everything written; the object is not published. Safe to call more than once."""
@@ -205,26 +251,12 @@ class PutObjectStream:
         self._in_flight.clear()
         self._buffer = bytearray()
         upload_id, self._upload_id = self._upload_id, None
-        if upload_id is None:
-            return
-        logger.debug("AbortMultipartUpload s3://%s/%s upload id %s", self.bucket, self.key, upload_id)
-        try:
-            self._transport.call(
-                "AbortMultipartUpload",
-                self.bucket,
-                self.key,
-                "abort_multipart_upload",
-                Bucket=self.bucket,
-                Key=self.key,
-                UploadId=upload_id,
-                **self._transport.request_payer,
-            )
-        except S3Exception as abort_error:
-            if abort_error.code != "NoSuchUpload":
-                logger.warning(
-                    "AbortMultipartUpload s3://%s/%s upload id %s failed: %s (the upload may need a lifecycle rule)",
-                    self.bucket,
-                    self.key,
-                    upload_id,
-                    abort_error,
-                )
+        if upload_id is not None:
+            abort_or_warn(self._transport, self.bucket, self.key, upload_id)
+        self._account_for_lost_creates(upload_id)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise TypeError(
+            f"PutObjectStream for s3://{self.bucket}/{self.key} cannot be pickled: an upload in progress belongs"
+            " to the process that started it; pickle the S3Client and open a new writer instead"
+        )

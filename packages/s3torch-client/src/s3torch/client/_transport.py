@@ -40,6 +40,7 @@ from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    HTTPClientError,
     NoCredentialsError,
     ParamValidationError,
 )
@@ -71,6 +72,7 @@ class RawResponse(NamedTuple):
     headers: Any  # case-insensitive mapping
     body: Any  # urllib3.HTTPResponse
     request_id: str | None
+    attempts: int = 1  # how many times the request was sent (>1: an earlier attempt may have acted)
 
 
 @dataclass(frozen=True)
@@ -191,6 +193,60 @@ def _translate_client_error(error: ClientError, operation: str, bucket: str | No
         message=details.get("Message"),
         request_id=metadata.get("RequestId"),
         status=status,
+    )
+
+
+class Attempts(Exception):
+    """The cause of an error reply to a request sent ``count`` times (see ``retry_attempts``)."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(f"sent {count} times")
+        self.count = count
+
+
+_LOST_ANSWER_ERRORS = (HTTPClientError, botocore.exceptions.ConnectionError, OSError, urllib3.exceptions.HTTPError)
+
+
+def retry_attempts(error: S3Exception) -> int:
+    """How many times the request of an error reply was retried: botocore's retry context
+    (``ResponseMetadata.RetryAttempts``, on the ``ClientError`` we translated), or ours
+    (``Attempts``). Each earlier attempt may have acted although its answer was lost."""
+    cause = error.__cause__
+    if isinstance(cause, ClientError):
+        retries: int = cause.response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
+        return retries
+    if isinstance(cause, Attempts):
+        return cause.count - 1
+    return 0
+
+
+def answer_lost(error: S3Exception) -> bool:
+    """Whether the last attempt of the request of ``error`` got no answer (it may have acted)."""
+    return error.status is None and isinstance(error.__cause__, _LOST_ANSWER_ERRORS)
+
+
+def may_have_published(error: S3Exception) -> bool:
+    """Whether a failed PutObject or CompleteMultipartUpload may have published all the same: its
+    last answer was lost, or a retry found the object (412, create-only) or the upload already
+    completed (NoSuchUpload)."""
+    if answer_lost(error):
+        return True
+    return error.code in ("PreconditionFailed", "NoSuchUpload") and retry_attempts(error) > 0
+
+
+def error_of(operation: str, bucket: str, key: str, method: str, response: RawResponse) -> S3Exception:
+    """The exception for an error ``response`` (its body read, its connection released)."""
+    payload = response.body.read() if method != "HEAD" else b""
+    response.body.release_conn()
+    code, message, body_request_id = _error_fields(payload)
+    return service_error(
+        operation=operation,
+        bucket=bucket,
+        key=key,
+        code=code,
+        message=message,
+        request_id=response.request_id or body_request_id,
+        status=response.status,
     )
 
 
@@ -391,7 +447,7 @@ class Transport:
             attempt += 1
             try:
                 request_headers = self._signed_headers(endpoint, method, path, query_string, dict(headers or {}))
-                status, response_headers, raw = self._send_http(
+                status, response_headers, raw, sends = self._send_http(
                     operation, endpoint, method, suffix, request_headers, body
                 )
             except NoCredentialsError as error:
@@ -409,19 +465,10 @@ class Transport:
                 continue
             request_id = response_headers.get("x-amz-request-id")
             if ok(status):
-                return RawResponse(status, response_headers, raw, request_id)
-            payload = raw.read() if method != "HEAD" else b""
-            raw.release_conn()
-            code, message, body_request_id = _error_fields(payload)
-            failure = service_error(
-                operation=operation,
-                bucket=bucket,
-                key=key,
-                code=code,
-                message=message,
-                request_id=request_id or body_request_id,
-                status=status,
-            )
+                # Sendings: one per earlier attempt, and the pool's transparent resend if any.
+                return RawResponse(status, response_headers, raw, request_id, attempt - 1 + sends)
+            failure = error_of(operation, bucket, key, method, RawResponse(status, response_headers, raw, request_id))
+            code = failure.code
             if (status in _RETRYABLE_STATUS or code in _RETRYABLE_CODES) and attempt < self.config.max_attempts:
                 logger.debug("%s s3://%s/%s attempt %d: %s", operation, bucket, key, attempt, failure)
                 backoff(attempt)
@@ -436,8 +483,8 @@ class Transport:
         suffix: str,
         headers: dict[str, str],
         body: Any,
-    ) -> tuple[int, Any, Any]:
-        """(status, headers, urllib3 response with the body unread)."""
+    ) -> tuple[int, Any, Any, int]:
+        """(status, headers, response with the body unread, times the request was sent)."""
         if self._send_hooks:
             # A before-send handler (moto's mock_aws, for one) answers the control path in place
             # of the network; let it answer the data path too, or mocked S3 is bypassed.
@@ -445,11 +492,11 @@ class Transport:
             probe = AWSPreparedRequest(method, endpoint.base_url + suffix, headers, probe_body, True)  # type: ignore[arg-type]
             _, answer = self.client.meta.events.emit_until_response(f"before-send.s3.{operation}", request=probe)
             if answer is not None:
-                return answer.status_code, answer.headers, _InMemoryBody(answer.raw.read())
+                return answer.status_code, answer.headers, _InMemoryBody(answer.raw.read()), 1
         target = endpoint.target_base + suffix
         if endpoint.direct:
             response = endpoint.pool.request(method, target, headers, body)
-            return response.status, response.headers, response.body
+            return response.status, response.headers, response.body, response.sends
         # urllib3 does no retries here; ``send`` does.
         raw = endpoint.pool.urlopen(
             method,
@@ -462,7 +509,7 @@ class Transport:
             preload_content=False,
             decode_content=False,
         )
-        return raw.status, raw.headers, _Urllib3Body(raw)
+        return raw.status, raw.headers, _Urllib3Body(raw), 1
 
     def get_range(self, bucket: str, key: str, start: int, end: int | None, etag: str | None) -> RawResponse:
         """GET bytes ``[start, end)`` (``end=None``: to the end), pinned to ``etag`` when given.
@@ -503,21 +550,58 @@ class Transport:
         query: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
         operation: str = "PutObject",
+        published: Callable[[str | None], str | None] | None = None,
     ) -> tuple[str, str | None]:
         """PUT ``body`` (PutObject, or UploadPart with ``query``); returns the ETag and the CRC32
-        checksum S3 verified (base64), or None when checksums are off."""
+        checksum S3 verified (base64), or None when checksums are off.
+
+        ``published`` is for a PutObject whose failure leaves it unknown whether it published
+        (``may_have_published``): ``published(checksum)`` returns the ETag of the object at the
+        key if it is the one sent, and the PUT then succeeds; otherwise the failure is raised."""
         checksum = crc32_base64(body) if self.upload_checksums else None
+        try:
+            return self._put(bucket, key, body, query, headers, operation, checksum), checksum
+        except S3Exception as failure:
+            if published is None or not may_have_published(failure):
+                raise
+            etag = published(checksum)
+            if etag is None:
+                raise
+            return etag, checksum
+
+    def _put(
+        self,
+        bucket: str,
+        key: str,
+        body: memoryview,
+        query: dict[str, str] | None,
+        headers: dict[str, str] | None,
+        operation: str,
+        checksum: str | None,
+    ) -> str:
         if not self.bucket_endpoint(bucket).lean:
-            return self._put_via_client(bucket, key, body, query, headers, operation, checksum), checksum
+            return self._put_via_client(bucket, key, body, query, headers, operation, checksum)
         request_headers = {"Content-Length": str(body.nbytes), **(headers or {})}
         if checksum is not None:
             request_headers["x-amz-sdk-checksum-algorithm"] = "CRC32"
             request_headers["x-amz-checksum-crc32"] = checksum
-        response = self.send(operation, bucket, key, "PUT", query=query, headers=request_headers, body=body)
+        create_only = "If-None-Match" in request_headers
+        response = self.send(
+            operation,
+            bucket,
+            key,
+            "PUT",
+            query=query,
+            headers=request_headers,
+            body=body,
+            ok=lambda status: 200 <= status < 300 or (create_only and status == 412),
+        )
+        if response.status == 412:  # said here, where the number of attempts is known
+            raise error_of(operation, bucket, key, "PUT", response) from Attempts(response.attempts)
         response.body.read()
         response.body.release_conn()
         etag: str = response.headers.get("ETag", "")
-        return etag, checksum
+        return etag
 
     def _put_via_client(
         self,

@@ -98,6 +98,12 @@ class S3Writer(io.BufferedIOBase):
     def seekable(self) -> bool:
         return False
 
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise TypeError(
+            f"S3Writer for s3://{self.stream.bucket}/{self.stream.key} cannot be pickled: an upload in progress"
+            " belongs to the process that started it; pickle the S3Client and open a new writer instead"
+        )
+
     def __del__(self) -> None:
         # io.IOBase.__del__ would close(), publishing a half-written object: abort instead.
         if not getattr(self, "_closed", True):
