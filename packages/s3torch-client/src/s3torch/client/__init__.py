@@ -13,6 +13,7 @@ from ._get_stream import GetObjectStream
 from ._list import ListObjectStream
 from ._put_stream import PutObjectStream
 from ._types import HeadObjectResult, ListObjectResult, ObjectInfo, RestoreStatus
+from ._uploads import MultipartUploadInfo
 from ._user_agent import UserAgent
 from ._writer import S3Writer
 
@@ -26,6 +27,7 @@ __all__ = [
     "HeadObjectResult",
     "ListObjectResult",
     "ListObjectStream",
+    "MultipartUploadInfo",
     "ObjectChangedError",
     "ObjectInfo",
     "PutObjectStream",

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ._config import S3ClientConfig
@@ -13,6 +14,7 @@ from ._list import ListObjectStream, storage_class, timestamp
 from ._put_stream import PutObjectStream
 from ._transport import Transport, get_transport
 from ._types import HeadObjectResult, ObjectInfo, RestoreStatus
+from ._uploads import MultipartUploadInfo, abort_upload, list_uploads
 from ._user_agent import UserAgent
 from ._writer import S3Writer
 
@@ -232,3 +234,51 @@ class S3Client:
         if not isinstance(max_keys, int) or not 1 <= max_keys <= 1000:
             raise ValueError(f"max_keys must be an int from 1 to 1000, got {max_keys!r}")
         return ListObjectStream(self, bucket, prefix, delimiter, max_keys)
+
+    # ---- incomplete multipart uploads ---------------------------------------------------
+    def list_multipart_uploads(self, bucket: str, prefix: str = "") -> Iterator[MultipartUploadInfo]:
+        """The incomplete multipart uploads of ``bucket`` whose keys start with ``prefix``, oldest
+        first per key, read page by page as the iterator advances (s3torch addition).
+
+        An upload in this list is one being written now, or one a writer left behind (a process
+        killed mid-upload); each costs storage until it is completed or aborted.
+        """
+        _check_names(bucket)
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
+        logger.debug("ListMultipartUploads s3://%s/%s", bucket, prefix)
+        return list_uploads(self._transport, bucket, prefix)
+
+    def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> bool:
+        """Abort one incomplete upload (s3torch addition); its parts are deleted. Returns False
+        when there was no such upload (already completed or aborted)."""
+        _check_names(bucket, key)
+        if not isinstance(upload_id, str) or not upload_id:
+            raise ValueError(f"upload_id should be specified (s3://{bucket}/{key})")
+        return abort_upload(self._transport, bucket, key, upload_id)
+
+    def abort_multipart_uploads(
+        self, bucket: str, prefix: str = "", *, older_than: datetime.timedelta
+    ) -> list[MultipartUploadInfo]:
+        """Abort the incomplete uploads under ``prefix`` initiated more than ``older_than`` ago
+        (s3torch addition); returns those aborted.
+
+        ``older_than`` is required, a guard for uploads still being written: choose it longer
+        than any write takes (a day is usual; S3 lifecycle rules count in days too). Ages are
+        measured from this machine's clock to each upload's initiation time as S3 reports it.
+
+        Raises:
+            TypeError: ``older_than`` is not a ``datetime.timedelta``.
+            ValueError: ``older_than`` is negative.
+        """
+        if not isinstance(older_than, datetime.timedelta):
+            raise TypeError(f"older_than must be a datetime.timedelta, got {type(older_than).__name__}")
+        if older_than < datetime.timedelta(0):
+            raise ValueError(f"older_than must not be negative, got {older_than}")
+        cutoff = datetime.datetime.now(datetime.timezone.utc) - older_than
+        aborted = []
+        for upload in self.list_multipart_uploads(bucket, prefix):
+            if upload.initiated <= cutoff and self.abort_multipart_upload(bucket, upload.key, upload.upload_id):
+                logger.info("Aborted upload id %s of s3://%s/%s", upload.upload_id, bucket, upload.key)
+                aborted.append(upload)
+        return aborted
