@@ -93,6 +93,26 @@ def test_every_publish_answer_lost_still_succeeds_when_published(
     assert faulty_s3.uploads() == []
 
 
+@pytest.mark.parametrize(
+    ("status", "code", "create_only"),
+    [(412, "PreconditionFailed", True), (404, "NoSuchUpload", False), (404, "NoSuchUpload", True)],
+)
+def test_a_retried_complete_that_finds_its_own_work_done_succeeds(
+    faulty_s3: S3TestEnv, status: int, code: str, create_only: bool
+) -> None:
+    """The first CompleteMultipartUpload published and lost its answer; its retry is refused the
+    way S3 refuses it (412 if create-only: the object exists; NoSuchUpload: the upload is gone)."""
+    proxy = proxy_of(faulty_s3)
+    lost = proxy.add(Rule(completes, lose_response=True))
+    refused = proxy.add(Rule(completes, respond=status, code=code))
+    data = payload(MULTIPART, seed=12)
+    write(client_of(faulty_s3), faulty_s3, "k.bin", data, create_only=create_only)
+    assert lost.fired.is_set() and refused.fired.is_set()
+    assert sum(heads(request) for request in proxy.requests) == 1
+    assert sha256(faulty_s3.read("k.bin")) == sha256(data)
+    assert faulty_s3.uploads() == []
+
+
 @pytest.mark.parametrize("operation", ["CreateMultipartUpload", "UploadPart"])
 def test_every_answer_lost_before_the_publish_raises_and_leaves_nothing(faulty_s3: S3TestEnv, operation: str) -> None:
     match, size = OPERATIONS[operation]
