@@ -80,10 +80,23 @@ def test_throughput_must_be_positive(throughput: float) -> None:
         S3ClientConfig(throughput_target_gbps=throughput)
 
 
-@pytest.mark.parametrize("name", ["connect_timeout", "read_timeout"])
-def test_timeouts_must_be_positive(name: str) -> None:
+@pytest.mark.parametrize("name", ["connect_timeout", "read_timeout", "retry_deadline"])
+@pytest.mark.parametrize("value", [0, -1.5, float("inf"), float("nan")])
+def test_timeouts_must_be_positive_and_finite(name: str, value: float) -> None:
     with pytest.raises(ValueError, match=name):
-        S3ClientConfig(**{name: 0})  # type: ignore[arg-type]
+        S3ClientConfig(**{name: value})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["connect_timeout", "read_timeout", "retry_deadline"])
+@pytest.mark.parametrize("value", ["10", None, True])
+def test_timeouts_must_be_numbers(name: str, value: object) -> None:
+    with pytest.raises(TypeError, match=name):
+        S3ClientConfig(**{name: value})  # type: ignore[arg-type]
+
+
+def test_retry_deadline_default_and_value() -> None:
+    assert S3ClientConfig().retry_deadline == 90.0
+    assert S3ClientConfig(retry_deadline=2.5).retry_deadline == 2.5
 
 
 def test_requester_pays_with_unsigned_is_refused() -> None:
@@ -98,6 +111,7 @@ def test_timeouts_are_keyword_only() -> None:
     fields = {field.name: field for field in dataclasses.fields(S3ClientConfig)}
     assert fields["connect_timeout"].kw_only
     assert fields["read_timeout"].kw_only
+    assert fields["retry_deadline"].kw_only
     assert [f.name for f in dataclasses.fields(S3ClientConfig) if not f.kw_only] == [
         "throughput_target_gbps",
         "part_size",

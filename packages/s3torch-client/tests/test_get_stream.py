@@ -53,9 +53,11 @@ def gets(monkeypatch: pytest.MonkeyPatch) -> list[GetCall]:
     calls: list[GetCall] = []
     original = Transport.get_range
 
-    def recording(self: Transport, bucket: str, key: str, start: int, end: int | None, etag: str | None) -> Any:
+    def recording(
+        self: Transport, bucket: str, key: str, start: int, end: int | None, etag: str | None, **options: Any
+    ) -> Any:
         calls.append(GetCall(start, end, etag))
-        return original(self, bucket, key, start, end, etag)
+        return original(self, bucket, key, start, end, etag, **options)
 
     monkeypatch.setattr(Transport, "get_range", recording)
     return calls
@@ -180,11 +182,13 @@ def test_object_replaced_mid_stream_raises(
     original = Transport.get_range
     calls = []
 
-    def replacing(self: Transport, bucket: str, key_: str, start: int, end: int | None, etag_: str | None) -> Any:
+    def replacing(
+        self: Transport, bucket: str, key_: str, start: int, end: int | None, etag_: str | None, **options: Any
+    ) -> Any:
         calls.append(etag_)
         if len(calls) == 2:
             s3.put(key, payload(SIZE, seed=9))
-        return original(self, bucket, key_, start, end, etag_)
+        return original(self, bucket, key_, start, end, etag_, **options)
 
     monkeypatch.setattr(Transport, "get_range", replacing)
     stream = s3.new_client(**get_mode.config).get_object_stream(s3.bucket, key)
@@ -208,11 +212,13 @@ def _truncating(monkeypatch: Any, keep: int, times: int | None) -> list[GetCall]
     calls: list[GetCall] = []
     lock = threading.Lock()
 
-    def truncating(self: Transport, bucket: str, key: str, start: int, end: int | None, etag: str | None) -> Any:
+    def truncating(
+        self: Transport, bucket: str, key: str, start: int, end: int | None, etag: str | None, **options: Any
+    ) -> Any:
         with lock:
             calls.append(GetCall(start, end, etag))
             cut = times is None or len(calls) <= times
-        response = original(self, bucket, key, start, end, etag)
+        response = original(self, bucket, key, start, end, etag, **options)
         if not cut:
             return response
         body = response.body.read()
@@ -243,7 +249,7 @@ def test_cut_without_progress_gives_up_after_max_attempts(
 
 def _answer(monkeypatch: Any, status: int, headers: dict[str, str], body: bytes) -> None:
     monkeypatch.setattr(
-        Transport, "get_range", lambda *args: RawResponse(status, headers, FakeBody(body), "request-id")
+        Transport, "get_range", lambda *args, **options: RawResponse(status, headers, FakeBody(body), "request-id")
     )
 
 

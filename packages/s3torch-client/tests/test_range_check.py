@@ -10,10 +10,12 @@ from client_unit_support import FakeBody
 
 from s3torch.client import S3Exception
 from s3torch.client._http import Headers
+from s3torch.client._metrics import Counters
 from s3torch.client._range_check import CheckedRange, check_range_response
 from s3torch.client._transport import RawResponse
 
 SIZE = 1000
+COUNTERS = Counters()
 
 
 def answer(status: int, headers: dict[str, str], body: bytes = b"") -> RawResponse:
@@ -30,7 +32,7 @@ def partial(first: int, last: int, total: int | str = SIZE, length: int | None =
 
 def check(response: RawResponse, start: int, end: int | None, size: int | None, wanted_end: Any = "same") -> Any:
     wanted = end if wanted_end == "same" else wanted_end
-    return check_range_response(response, "bucket", "key", start, end, size, wanted_end=wanted)
+    return check_range_response(response, "bucket", "key", start, end, size, wanted_end=wanted, counters=COUNTERS)
 
 
 @pytest.mark.parametrize(
@@ -118,8 +120,10 @@ def test_a_200_passes_for_a_stream_that_reads_the_whole_object() -> None:
 def test_other_answers_raise_naming_request_and_answer(
     response: RawResponse, start: int, end: int | None, size: int | None, problem: str
 ) -> None:
+    errors = COUNTERS.snapshot().errors
     with pytest.raises(S3Exception, match=problem) as caught:
         check(response, start, end, size)
+    assert COUNTERS.snapshot().errors == errors + 1
     message = str(caught.value)
     assert "s3://bucket/key" in message
     assert f"asked for bytes={start}-{'' if end is None else end - 1} " in message

@@ -11,6 +11,7 @@ from ._config import S3ClientConfig
 from ._exceptions import ObjectChangedError, S3ClientConfigError, S3Exception
 from ._get_stream import GetObjectStream
 from ._list import ListObjectStream
+from ._metrics import S3ClientMetrics
 from ._put_stream import PutObjectStream
 from ._types import HeadObjectResult, ListObjectResult, ObjectInfo, RestoreStatus
 from ._uploads import MultipartUploadInfo
@@ -35,6 +36,7 @@ __all__ = [
     "S3Client",
     "S3ClientConfig",
     "S3ClientConfigError",
+    "S3ClientMetrics",
     "S3Exception",
     "S3Writer",
     "UserAgent",

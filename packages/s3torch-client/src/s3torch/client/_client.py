@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ._config import S3ClientConfig
 from ._get_stream import GetObjectStream
 from ._list import ListObjectStream, storage_class, timestamp
+from ._metrics import S3ClientMetrics
 from ._put_stream import PutObjectStream
 from ._transport import Transport, get_transport
 from ._types import HeadObjectResult, ObjectInfo, RestoreStatus
@@ -95,6 +96,13 @@ class S3Client:
     def user_agent_prefix(self) -> str:
         """What s3torch adds to the User-Agent of every request."""
         return self._user_agent_prefix
+
+    def metrics(self) -> S3ClientMetrics:
+        """A snapshot of what this client's transport sent to S3 in this process (s3torch addition):
+        operations by name, attempts, retries, throttles, errors, bytes and a latency histogram.
+        Every ``S3Client`` of the same settings in a process shares the transport and so the
+        counters; a forked or spawned worker counts its own from zero."""
+        return self._transport.counters.snapshot()
 
     @property
     def _transport(self) -> Transport:

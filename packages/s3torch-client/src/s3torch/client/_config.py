@@ -36,6 +36,11 @@ class S3ClientConfig:
         connect_timeout: Seconds to wait for a TCP/TLS connection (s3torch addition).
         read_timeout: Seconds a socket read may stall before the request is retried
             (s3torch addition).
+        retry_deadline: Seconds after the first attempt of a request after which no new
+            attempt starts (s3torch addition): retries, back-off and ``Retry-After`` waits of one
+            request, and the resumes of one cut GET body, all fit in it. An attempt under way
+            still runs to its own timeouts, so a request fails at the latest about
+            ``retry_deadline + connect_timeout + read_timeout`` after it started.
     """
 
     throughput_target_gbps: float = 10.0
@@ -47,6 +52,7 @@ class S3ClientConfig:
     requester_pays: bool = False
     connect_timeout: float = field(default=10.0, kw_only=True)
     read_timeout: float = field(default=60.0, kw_only=True)
+    retry_deadline: float = field(default=90.0, kw_only=True)
 
     def __post_init__(self) -> None:
         if not isinstance(self.part_size, int) or isinstance(self.part_size, bool):
@@ -63,9 +69,12 @@ class S3ClientConfig:
             raise S3ClientConfigError(
                 f"throughput_target_gbps must be positive (throughput_target_gbps={self.throughput_target_gbps})"
             )
-        for name in ("connect_timeout", "read_timeout"):
-            if not getattr(self, name) > 0:
-                raise S3ClientConfigError(f"{name} must be positive ({name}={getattr(self, name)})")
+        for name in ("connect_timeout", "read_timeout", "retry_deadline"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
+            if not 0 < value < math.inf:
+                raise S3ClientConfigError(f"{name} must be a positive, finite number of seconds ({name}={value})")
         if self.requester_pays and self.unsigned:
             raise S3ClientConfigError(
                 "requester_pays cannot be used together with unsigned: Requester Pays buckets need"

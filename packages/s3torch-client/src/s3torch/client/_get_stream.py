@@ -24,7 +24,7 @@ from typing import Any
 
 from ._exceptions import client_error
 from ._range_check import check_range_response
-from ._transport import BODY_ERRORS, RawResponse, Transport, backoff, discard
+from ._transport import BODY_ERRORS, RawResponse, Transport, discard, retry_delay
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +38,10 @@ SLOW_CONNECTION_BYTES_PER_SECOND = 300e6
 
 
 class _Body:
-    """An open response body covering ``[position, end)``; resumes itself when cut."""
+    """An open response body covering ``[position, end)``; resumes itself when cut, for at most
+    ``max_attempts`` attempts without progress and ``retry_deadline`` seconds after the cut."""
 
-    __slots__ = ("_response", "_source", "_stream", "end", "position")
+    __slots__ = ("_counted", "_deadline", "_response", "_source", "_stream", "end", "position")
 
     def __init__(self, stream: GetObjectStream, response: RawResponse, start: int, end: int) -> None:
         self._stream = stream
@@ -48,6 +49,8 @@ class _Body:
         self._source = response.body  # its readinto goes from the socket straight into our memory
         self.position = start
         self.end = end
+        self._counted = start  # bytes below were added to the transport's counters
+        self._deadline = 0.0  # no new resume after this time.monotonic(), set at a cut
 
     def readinto(self, view: memoryview) -> int:
         """Read up to ``len(view)`` bytes (fewer only at this body's end); 0 at its end."""
@@ -76,8 +79,12 @@ class _Body:
 
     def _resume(self, failures: int, cause: BaseException | None) -> None:
         stream = self._stream
-        discard(self._response.body)
-        if failures >= stream._max_attempts:
+        self.abandon()
+        now = time.monotonic()
+        if failures == 1:
+            self._deadline = now + stream._retry_deadline
+        delay = retry_delay(failures)
+        if failures >= stream._max_attempts or now + delay >= self._deadline:
             raise client_error(
                 f"connection lost at byte {self.position} and not resumed after {failures} attempts: {cause}",
                 operation="GetObject",
@@ -85,18 +92,27 @@ class _Body:
                 key=stream.key,
             ) from cause
         logger.debug("GetObject s3://%s/%s resumed at byte %d: %s", stream.bucket, stream.key, self.position, cause)
-        backoff(failures)
-        response = stream._request(self.position, self.end)
+        stream._transport.counters.resumed()
+        time.sleep(delay)
+        response = stream._request(self.position, self.end, self._deadline)
         self._response = response
         self._source = response.body
 
+    def _count(self) -> None:
+        count = self.position - self._counted
+        if count:
+            self._stream._transport.counters.received(count)
+            self._counted = self.position
+
     def release(self) -> None:
         """Give the connection back to the pool (the body was read to its end)."""
+        self._count()
         body = self._response.body
         if body is not None:
             body.release_conn()
 
     def abandon(self) -> None:
+        self._count()
         discard(self._response.body)
 
 
@@ -129,6 +145,7 @@ class GetObjectStream:
         self._part_size = transport.config.part_size
         self._window = transport.concurrency
         self._max_attempts = transport.config.max_attempts
+        self._retry_deadline = transport.config.retry_deadline
         self._position = start or 0
         self._end = end
         self._limit: int | None = None  # end of what this stream returns, once the size is known
@@ -149,10 +166,12 @@ class GetObjectStream:
         self._closed = False
 
     # ---- requests ---------------------------------------------------------------------
-    def _request(self, start: int, end: int) -> RawResponse:
+    def _request(self, start: int, end: int, deadline: float | None = None) -> RawResponse:
         """A GET of ``[start, end)`` inside the known object (parts, remainder, resumes), checked."""
-        response = self._transport.get_range(self.bucket, self.key, start, end, self.etag)
-        check_range_response(response, self.bucket, self.key, start, end, self.size, wanted_end=end)
+        response = self._transport.get_range(self.bucket, self.key, start, end, self.etag, deadline=deadline)
+        check_range_response(
+            response, self.bucket, self.key, start, end, self.size, wanted_end=end, counters=self._transport.counters
+        )
         return response
 
     def _first(self) -> None:
@@ -168,7 +187,9 @@ class GetObjectStream:
         response = self._transport.get_range(self.bucket, self.key, start, end, self.etag)
         first_byte_latency = time.perf_counter() - self._first_request_at
         # A 200 (Range ignored) is the whole object: right when this stream reads it all from 0.
-        checked = check_range_response(response, self.bucket, self.key, start, end, None, wanted_end=self._end)
+        checked = check_range_response(
+            response, self.bucket, self.key, start, end, None, wanted_end=self._end, counters=self._transport.counters
+        )
         self.etag = self.etag or response.headers.get("ETag")
         self.size = checked.size
         if response.status == 416:  # the start is at or past the end of the object

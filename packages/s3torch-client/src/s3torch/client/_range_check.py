@@ -17,6 +17,7 @@ import re
 from typing import Any, NamedTuple
 
 from ._exceptions import S3Exception
+from ._metrics import Counters
 from ._transport import discard
 
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)", re.ASCII)
@@ -45,6 +46,7 @@ def check_range_response(
     size: int | None,
     *,
     wanted_end: int | None,
+    counters: Counters,
 ) -> CheckedRange:
     """Check the answer to ``GET Range: bytes=start-(end-1)`` (``end=None``: open) of an object of
     ``size`` bytes (None before the first answer gave it).
@@ -57,7 +59,7 @@ def check_range_response(
       declared ``Content-Length``);
     * ``416`` is the answer to a start at or past the end of the object: nothing to read;
     * anything else, including a ``Content-Range`` that is malformed or has an unknown total,
-      raises ``S3Exception``, after the body was dropped.
+      raises ``S3Exception``, after the body was dropped (and counts an error in ``counters``).
     """
     status = response.status
     headers = response.headers
@@ -104,6 +106,7 @@ def check_range_response(
         problem = "an unexpected status"
     if response.body is not None:
         discard(response.body)
+    counters.refused()
     raise S3Exception(
         f"Client error: GetObject s3://{bucket}/{key} asked for {_span(start, end)} and got status {status}"
         f" with Content-Range {content_range!r}: {problem}; no byte of it was used",

@@ -47,8 +47,10 @@ from botocore.exceptions import (
 from botocore.httpsession import create_urllib3_context, get_cert_path
 
 from ._config import S3ClientConfig
+from ._control_hooks import THROTTLE_CODES, THROTTLE_STATUS, ControlHooks
 from ._exceptions import S3Exception, client_error, service_error
 from ._http import ConnectionPool
+from ._metrics import Counters
 from ._sigv4 import Credentials, SigV4Signer, canonical_query
 
 logger = logging.getLogger(__name__)
@@ -61,6 +63,10 @@ _RETRYABLE_CODES = frozenset(
 )
 _BACKOFF_BASE_SECONDS = 0.05
 _BACKOFF_CAP_SECONDS = 20.0
+#: The longest ``Retry-After`` (seconds form) honoured; a longer one waits this long.
+RETRY_AFTER_CAP_SECONDS = 20.0
+# Statuses whose Retry-After is honoured.
+_RETRY_AFTER_STATUS = frozenset({429, 500, 503})
 # Errors of a connection in the middle of a body: the request is resumed or retried.
 BODY_ERRORS = (OSError, http.client.HTTPException)
 
@@ -156,9 +162,14 @@ def crc32_base64(data: memoryview) -> str:
     return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
 
 
-def backoff(attempt: int) -> None:
-    """Full-jitter exponential back-off before retry number ``attempt`` (1-based)."""
-    time.sleep(random.uniform(0, min(_BACKOFF_CAP_SECONDS, _BACKOFF_BASE_SECONDS * 2**attempt)))
+def retry_delay(attempt: int, retry_after: str | None = None) -> float:
+    """Seconds to wait before retry number ``attempt`` (1-based): the server's ``Retry-After``
+    (seconds form) up to ``RETRY_AFTER_CAP_SECONDS``, else full-jitter exponential back-off."""
+    if retry_after is not None:
+        value = retry_after.strip()
+        if value.isascii() and value.isdigit():
+            return min(float(value), RETRY_AFTER_CAP_SECONDS)
+    return random.uniform(0, min(_BACKOFF_CAP_SECONDS, _BACKOFF_BASE_SECONDS * 2**attempt))
 
 
 def discard(body: Any) -> None:
@@ -293,6 +304,8 @@ class Transport:
         self._credentials = None if config.unsigned else session.get_credentials()
         # The client's own HTTP session: its pool, proxies, CA bundle and timeouts serve the data path too.
         self._http: Any = self.client._endpoint.http_session
+        self.counters = Counters()
+        ControlHooks(self.client, self.counters, config.retry_deadline)
         # Whether anything (moto's mock_aws, a stubber) may answer requests before they are sent.
         self._send_hooks = bool(self.client.meta.events._emitter._handlers.prefix_search("before-send.s3.GetObject"))
         self._endpoints: dict[str, BucketEndpoint] = {}
@@ -433,16 +446,23 @@ class Transport:
         headers: dict[str, str] | None = None,
         body: Any = None,
         ok: Callable[[int], bool] = lambda status: 200 <= status < 300,
+        deadline: float | None = None,
     ) -> RawResponse:
         """Send one data-path request, retrying connection errors and retryable statuses up to
-        ``max_attempts``. Returns the response with its body unread; raises ``S3Exception`` for
-        an error response, with the body parsed."""
+        ``max_attempts`` attempts, none started after ``deadline`` (``time.monotonic()``; default:
+        ``retry_deadline`` from now). Waits the server's ``Retry-After`` (capped), else a
+        full-jitter back-off. Returns the response with its body unread; raises ``S3Exception``
+        for an error response, with the body parsed."""
         endpoint = self.bucket_endpoint(bucket)
         encoded_key = quote(key, safe="/~")
         path = endpoint.path_prefix + encoded_key
         query_string = canonical_query(query) if query else ""
         suffix = encoded_key + (f"?{query_string}" if query_string else "")
+        started = time.monotonic()
+        deadline = started + self.config.retry_deadline if deadline is None else deadline
+        sent = body.nbytes if isinstance(body, memoryview) else len(body) if isinstance(body, bytes) else 0
         attempt = 0
+        throttles = 0
         while True:
             attempt += 1
             try:
@@ -451,28 +471,42 @@ class Transport:
                     operation, endpoint, method, suffix, request_headers, body
                 )
             except NoCredentialsError as error:
-                raise translate(error, operation, bucket, key) from error
+                failure = translate(error, operation, bucket, key)
+                self.counters.operation(operation, bucket, key, failure, attempt, started, sent, throttles, True)
+                raise failure from error
             except (BotoCoreError, urllib3.exceptions.HTTPError, OSError) as error:
-                if attempt >= self.config.max_attempts:
-                    raise client_error(
-                        f"{type(error).__name__}: {error} (after {attempt} attempts)",
+                delay = retry_delay(attempt)
+                if attempt >= self.config.max_attempts or time.monotonic() + delay >= deadline:
+                    failure = client_error(
+                        f"{type(error).__name__}: {error} (after {attempt} attempts in"
+                        f" {time.monotonic() - started:.1f} s)",
                         operation=operation,
                         bucket=bucket,
                         key=key,
-                    ) from error
+                    )
+                    self.counters.operation(operation, bucket, key, failure, attempt, started, sent, throttles, True)
+                    raise failure from error
                 logger.debug("%s s3://%s/%s attempt %d failed: %s", operation, bucket, key, attempt, error)
-                backoff(attempt)
+                time.sleep(delay)
                 continue
             request_id = response_headers.get("x-amz-request-id")
             if ok(status):
+                self.counters.operation(operation, bucket, key, status, attempt, started, sent, throttles, False)
                 # Sendings: one per earlier attempt, and the pool's transparent resend if any.
                 return RawResponse(status, response_headers, raw, request_id, attempt - 1 + sends)
             failure = error_of(operation, bucket, key, method, RawResponse(status, response_headers, raw, request_id))
             code = failure.code
-            if (status in _RETRYABLE_STATUS or code in _RETRYABLE_CODES) and attempt < self.config.max_attempts:
-                logger.debug("%s s3://%s/%s attempt %d: %s", operation, bucket, key, attempt, failure)
-                backoff(attempt)
-                continue
+            throttles += status in THROTTLE_STATUS or code in THROTTLE_CODES
+            if status in _RETRYABLE_STATUS or code in _RETRYABLE_CODES:
+                retry_after = response_headers.get("Retry-After") if status in _RETRY_AFTER_STATUS else None
+                delay = retry_delay(attempt, retry_after)
+                if attempt < self.config.max_attempts and time.monotonic() + delay < deadline:
+                    logger.debug(
+                        "%s s3://%s/%s attempt %d: %s; retry in %.2f s", operation, bucket, key, attempt, failure, delay
+                    )
+                    time.sleep(delay)
+                    continue
+            self.counters.operation(operation, bucket, key, failure, attempt, started, sent, throttles, True)
             raise failure
 
     def _send_http(
@@ -511,15 +545,26 @@ class Transport:
         )
         return raw.status, raw.headers, _Urllib3Body(raw), 1
 
-    def get_range(self, bucket: str, key: str, start: int, end: int | None, etag: str | None) -> RawResponse:
-        """GET bytes ``[start, end)`` (``end=None``: to the end), pinned to ``etag`` when given.
-        A 416 (range past the end) is returned, not raised: the stream reads it as EOF."""
+    def get_range(
+        self, bucket: str, key: str, start: int, end: int | None, etag: str | None, *, deadline: float | None = None
+    ) -> RawResponse:
+        """GET bytes ``[start, end)`` (``end=None``: to the end), pinned to ``etag`` when given,
+        no attempt after ``deadline`` (see ``send``). A 416 (range past the end) is returned,
+        not raised: the stream reads it as EOF."""
         headers = {"Range": f"bytes={start}-{'' if end is None else end - 1}"}
         if etag is not None:
             headers["If-Match"] = etag
         if not self.bucket_endpoint(bucket).lean:
             return self._get_range_via_client(bucket, key, headers)
-        return self.send("GetObject", bucket, key, "GET", headers=headers, ok=lambda status: status in (200, 206, 416))
+        return self.send(
+            "GetObject",
+            bucket,
+            key,
+            "GET",
+            headers=headers,
+            ok=lambda status: status in (200, 206, 416),
+            deadline=deadline,
+        )
 
     def _get_range_via_client(self, bucket: str, key: str, headers: dict[str, str]) -> RawResponse:
         params: dict[str, Any] = {"Bucket": bucket, "Key": key, "Range": headers["Range"], **self.request_payer}
