@@ -15,9 +15,14 @@ import glob
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
+import time
+import urllib.request
+import zipfile
 from pathlib import Path
 
 import nox
@@ -154,10 +159,11 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(python=PYTHONS[:1])
 def demo(session: nox.Session) -> None:
-    """examples/demo.py end to end against an embedded local moto server."""
+    """examples/train.py end to end against an embedded local moto server (arguments go to it)."""
     install_torch(session, TORCHES[0])  # before the packages: they would pull a CUDA build
-    install_packages(session, "demo")
-    session.run("python", "examples/demo.py")
+    install_packages(session)
+    session.install("-r", str(ROOT / "examples" / "requirements.txt"))  # what tools/dev.py demo installs
+    session.run("python", "examples/train.py", *session.posargs)
 
 
 @nox.session(python=PYTHONS[:1])
@@ -168,73 +174,170 @@ def bench(session: nox.Session) -> None:
     session.run("python", "integration-tests/benchmarks/run.py", *session.posargs)
 
 
+RELEASE_VERSION = re.compile(r"\d+\.\d+\.\d+((a|b|rc)\d+)?")
+
+
+def _hatch_environment(session: nox.Session) -> dict[str, str | None]:
+    """nox points uv at the session's venv: hatch's own build environments must not inherit that
+    (uv would install hatchling there, not into them). They live in the session's tmp dir."""
+    return {
+        "UV_PYTHON": None,
+        "UV_PROJECT_ENVIRONMENT": None,
+        "HATCH_DATA_DIR": str(Path(session.create_tmp()) / "hatch"),
+    }
+
+
+def _changelog_has(version: str) -> bool:
+    changelog = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    return re.search(rf"^## {re.escape(version)}\s*$", changelog, re.MULTILINE) is not None
+
+
+def _check_artifacts(session: nox.Session, dist: Path, version: str) -> list[Path]:
+    """Every distribution built once as a wheel and an sdist of ``version``, each carrying the
+    repository's LICENSE; returns the artifacts."""
+    license_text = (ROOT / "LICENSE").read_bytes()
+    artifacts = sorted(path for path in dist.iterdir() if path.name.endswith((".whl", ".tar.gz")))
+    names = [package.replace("-", "_") + f"-{version}" for package in PACKAGES]
+    expected = {f"{name}-py3-none-any.whl" for name in names} | {f"{name}.tar.gz" for name in names}
+    if {artifact.name for artifact in artifacts} != expected:
+        session.error(f"built {sorted(a.name for a in artifacts)}, expected {sorted(expected)}")
+    for artifact in artifacts:
+        if artifact.suffix == ".whl":
+            with zipfile.ZipFile(artifact) as wheel:
+                found = [wheel.read(name) for name in wheel.namelist() if name.endswith(".dist-info/licenses/LICENSE")]
+        else:
+            with tarfile.open(artifact) as sdist:
+                members = [member for member in sdist.getmembers() if member.name.count("/") == 1]
+                found = [sdist.extractfile(m).read() for m in members if m.name.endswith("/LICENSE") and m.isfile()]  # type: ignore[union-attr]
+        if found != [license_text]:
+            session.error(f"{artifact.name} does not carry the repository's LICENSE")
+    return artifacts
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_for_server(session: nox.Session, url: str, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            session.error(f"the local package index exited with status {server.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.2)  # the server is starting; it has no event to wait on from here
+    session.error(f"the local package index at {url} did not answer within 60 s")
+
+
+def _rehearse_install(session: nox.Session, artifacts: list[Path], hatch_env: dict[str, str | None]) -> None:
+    """Publish every artifact with ``hatch publish`` to a pypiserver on 127.0.0.1, then install
+    from it by name in a clean virtualenv, as a user will from the public index."""
+    with tempfile.TemporaryDirectory(prefix="s3torch-release-") as scratch:
+        packages_dir = Path(scratch) / "index"
+        packages_dir.mkdir()
+        port = _free_port()
+        index = f"http://127.0.0.1:{port}"
+        command = ["pypi-server", "run", "-i", "127.0.0.1", "-p", str(port), "-a", ".", "-P", ".", str(packages_dir)]
+        server = subprocess.Popen([str(Path(session.bin) / command[0]), *command[1:]])
+        try:
+            _wait_for_server(session, f"{index}/simple/", server)
+            session.run(
+                "hatch",
+                "publish",
+                "--repo",
+                f"{index}/",
+                "--user",
+                "rehearsal",
+                "--auth",
+                "rehearsal",
+                *map(str, artifacts),
+                env=hatch_env,
+            )
+            venv = Path(scratch) / "venv"
+            session.run("uv", "venv", "--quiet", "--seed", "--python", sys.executable, str(venv), external=True)
+            python = str(venv / "bin" / "python")
+            # torch first, the local CPU build where there is one: "torch>=2.3" is then satisfied.
+            torch_wheel = _local_torch_wheel(TORCHES[0])
+            session.run(
+                "uv",
+                "pip",
+                "install",
+                "--quiet",
+                "--python",
+                python,
+                torch_wheel or f"torch=={TORCHES[0]}",
+                external=True,
+            )
+            # Our packages from the local index by name; their other requirements from the
+            # machine's package sources (pip's configuration) or through the index's fallback.
+            pip = [python, "-m", "pip", "install", "--quiet", "--index-url", f"{index}/simple/"]
+            session.run(*pip, "s3torch-dcp", external=True)
+            only_dcp = (
+                "import importlib.util as u, s3torch.dcp, s3torch.readers, s3torch.client, torch; "
+                "assert u.find_spec('lightning') is None, 'lightning came'; "
+                "assert u.find_spec('pytorch_lightning') is None, 'pytorch_lightning came'; "
+                "assert u.find_spec('s3torch.datasets') is None, 's3torch-datasets came'"
+            )
+            session.run(python, "-I", "-c", only_dcp, external=True)
+            session.run(*pip, "s3torch-lightning", "s3torch-datasets", external=True)
+            imports = "; ".join(f"import s3torch.{package.removeprefix('s3torch-')}" for package in PACKAGES)
+            session.run(python, "-I", "-c", f"{imports}; import lightning", external=True)
+            # s3torch is a namespace: no distribution may ship s3torch/__init__.py.
+            namespace = "import s3torch; assert s3torch.__file__ is None, s3torch.__file__"
+            session.run(python, "-I", "-c", namespace, external=True)
+            session.run(python, "-m", "pip", "list", "--format=freeze", external=True, silent=False)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
 @nox.session(python=PYTHONS[:1])
 def release(session: nox.Session) -> None:
-    """``nox -s release -- X.Y.Z``: write VERSION, build every wheel and sdist into dist/,
-    twine check --strict, install the wheels into a clean venv outside the repo and import each
-    package. Without a version it checks the current one (what CI runs)."""
-    version_file = ROOT / "VERSION"
-    if session.posargs:
-        version = session.posargs[0]
-        if not re.fullmatch(r"\d+\.\d+\.\d+((a|b|rc)\d+)?", version):
-            session.error(f"not a release version: {version!r} (expected X.Y.Z)")
-        version_file.write_text(version + "\n")
-    version = version_file.read_text().strip()
+    """``nox -s release -- X.Y.Z``: check CHANGELOG.md has X.Y.Z, set it with ``hatch version``,
+    ``hatch build`` every wheel and sdist into dist/, ``twine check --strict``, rehearse on a
+    local package index (publish there, install by name in a clean venv), then ``hatch publish``
+    to the index named by HATCH_INDEX_REPO (with HATCH_INDEX_USER / HATCH_INDEX_AUTH). Without a
+    version it does all but the last step for the current version: what CI runs."""
+    version = session.posargs[0] if session.posargs else (ROOT / "VERSION").read_text().strip()
+    if not RELEASE_VERSION.fullmatch(version):
+        session.error(f"not a release version: {version!r} (expected X.Y.Z, or X.Y.ZrcN)")
+    if not _changelog_has(version):
+        session.error(f"CHANGELOG.md has no '## {version}' entry: say what this release brings first")
+    publish_to = os.environ.get("HATCH_INDEX_REPO")
+    if session.posargs and not publish_to:
+        session.error("set HATCH_INDEX_REPO (and HATCH_INDEX_USER, HATCH_INDEX_AUTH) to the index to publish to")
+    for package in PACKAGES:
+        if (ROOT / "packages" / package / "LICENSE").read_bytes() != (ROOT / "LICENSE").read_bytes():
+            session.error(f"packages/{package}/LICENSE differs from the repository's LICENSE: copy it again")
     session.install(*nox.project.dependency_groups(PYPROJECT, "release"))
+    hatch_env = _hatch_environment(session)
+    if session.posargs:
+        # One VERSION file for all five: setting it through one distribution sets it for all.
+        with session.chdir(ROOT / "packages" / PACKAGES[0]):
+            session.run("hatch", "version", version, env=hatch_env)
+        if (ROOT / "VERSION").read_text().strip() != version:
+            session.error(f"hatch version did not write {version} to VERSION")
     dist = ROOT / "dist"
     shutil.rmtree(dist, ignore_errors=True)
     for package in PACKAGES:
-        # sdist first, then the wheel built from that sdist: a file missing from the sdist fails here.
-        session.run("uv", "build", "--quiet", "--out-dir", str(dist), str(ROOT / "packages" / package), external=True)
-    artifacts = sorted(str(path) for path in dist.iterdir() if path.suffix in (".whl", ".gz"))
-    session.run("twine", "check", "--strict", *artifacts)
-    wheels = [path for path in artifacts if path.endswith(".whl")]
-    expected = {f"{package}-{version}" for package in PACKAGES}
-    built = {"-".join(Path(wheel).name.split("-")[:2]).replace("_", "-") for wheel in wheels}
-    if built != expected:
-        session.error(f"built {sorted(built)}, expected {sorted(expected)}")
-    # uv caches a wheel by its name and version (and a find-links directory by its path): without
-    # this, a dist/ rebuilt at the same version installs a cached wheel of an earlier build.
-    refresh = [f"--refresh-package={package}" for package in PACKAGES]
-    with tempfile.TemporaryDirectory(prefix="s3torch-release-") as scratch:
-        venv = Path(scratch) / "venv"
-        session.run("uv", "venv", "--quiet", "--python", sys.executable, str(venv), external=True)
-        python = str(venv / "bin" / "python")
-        torch_wheel = _local_torch_wheel(TORCHES[0])
-        constraints = [torch_wheel] if torch_wheel else []
-        session.run(
-            "uv", "pip", "install", "--quiet", "--python", python, *refresh, *constraints, *wheels, external=True
-        )
-        imports = "; ".join(f"import s3torch.{package.removeprefix('s3torch-')}" for package in PACKAGES)
-        session.run(python, "-I", "-c", imports, external=True)
-        # s3torch is a namespace: no distribution may ship s3torch/__init__.py.
-        session.run(
-            python, "-I", "-c", "import s3torch; assert s3torch.__file__ is None, s3torch.__file__", external=True
-        )
-    # A checkpoint-only user: the s3torch-dcp wheel alone brings client, readers and torch, never lightning.
-    dcp_wheels = [wheel for wheel in wheels if Path(wheel).name.startswith("s3torch_dcp-")]
-    with tempfile.TemporaryDirectory(prefix="s3torch-dcp-only-") as scratch:
-        venv = Path(scratch) / "venv"
-        session.run("uv", "venv", "--quiet", "--python", sys.executable, str(venv), external=True)
-        python = str(venv / "bin" / "python")
-        torch_wheel = _local_torch_wheel(TORCHES[0])
-        # The siblings come from dist/ (they are not on an index yet); the dcp wheel pulls them by its pins.
-        session.run(
-            "uv",
-            "pip",
-            "install",
-            "--quiet",
-            "--python",
-            python,
-            *refresh,
-            *([torch_wheel] if torch_wheel else []),
-            "--find-links",
-            str(dist),
-            *dcp_wheels,
-            external=True,
-        )
-        check = (
-            "import importlib.util as u, s3torch.dcp, s3torch.readers, s3torch.client, torch; "
-            "assert u.find_spec('lightning') is None and u.find_spec('pytorch_lightning') is None, 'lightning came'"
-        )
-        session.run(python, "-I", "-c", check, external=True)
+        with session.chdir(ROOT / "packages" / package):
+            session.run("hatch", "build", str(dist), env=hatch_env)
+    artifacts = _check_artifacts(session, dist, version)
+    session.run("twine", "check", "--strict", *map(str, artifacts))
+    # Each sdist must build its wheel by itself (a file missing from the sdist fails here).
+    with tempfile.TemporaryDirectory(prefix="s3torch-sdist-") as scratch:
+        for sdist in (artifact for artifact in artifacts if artifact.name.endswith(".tar.gz")):
+            with tarfile.open(sdist) as archive:
+                archive.extractall(scratch, filter="data")
+            with session.chdir(Path(scratch) / sdist.name.removesuffix(".tar.gz")):
+                session.run(
+                    "hatch", "build", "--target", "wheel", str(Path(scratch) / "wheels"), silent=True, env=hatch_env
+                )
+    _rehearse_install(session, artifacts, hatch_env)
+    if session.posargs:
+        session.run("hatch", "publish", *map(str, artifacts), env=hatch_env)
+        session.log(f"published {len(artifacts)} artifacts of {version} to {publish_to}")

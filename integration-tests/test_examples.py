@@ -1,13 +1,16 @@
 """The demo and the documentation's examples, run for real so that they cannot rot.
 
-* ``examples/demo.py`` runs in a subprocess and must exit 0 having printed every check.
+* Every example of ``examples/`` runs in a subprocess against the S3 server it embeds (the
+  training examples with ``--quick``: a smaller data set through the same code) and must exit 0
+  having passed every check of its summary.
 * Every ```` ```python ```` block of ``README.md`` and ``docs/pages/*.md`` whose opening fence
   comes right after a line holding only ``<!-- test -->`` runs in a fresh interpreter, with
   dummy credentials and ``AWS_ENDPOINT_URL_S3`` pointing at a local moto server on which an
   empty bucket ``my-bucket`` exists. The examples are therefore written exactly as a user would
   write them against AWS (``S3Client("us-east-1")``, bucket ``my-bucket``). A failing block is
   reported with the document's own line numbers.
-* README's test command is the command ``.ci/run`` runs.
+* README.md starts with the two commands (the demo, the tests), and the test command is the
+  command ``.ci/run`` runs.
 
 These tests always use their own local server, also when the rest of the integration tests
 target a real bucket.
@@ -30,7 +33,7 @@ import boto3
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO = ROOT / "examples" / "demo.py"
+EXAMPLES = ROOT / "examples"
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs" / "pages").glob("*.md"))]
 RUNNABLE_MARKER = "<!-- test -->"
 EXAMPLE_BUCKET = "my-bucket"
@@ -154,9 +157,9 @@ def test_readme_quick_example_is_run() -> None:
     assert readme, f"README.md's quick example must be marked {RUNNABLE_MARKER} so that it is run"
 
 
-def test_demo_runs_end_to_end() -> None:
+def run_example(*command: str) -> str:
     result = subprocess.run(
-        [sys.executable, str(DEMO)],
+        [sys.executable, *command],
         cwd=ROOT,
         env=isolated_environment(),
         capture_output=True,
@@ -165,7 +168,20 @@ def test_demo_runs_end_to_end() -> None:
         check=False,
     )
     output = result.stdout
-    assert result.returncode == 0, f"examples/demo.py failed:\n{output}\n{result.stderr}"
+    assert result.returncode == 0, f"{' '.join(command)} failed:\n{output}\n{result.stderr}"
+    return output
+
+
+def assert_every_check_ok(output: str, minimum: int) -> None:
+    summary = re.search(r"^(\d+) of (\d+) checks ok$", output, re.MULTILINE)
+    assert summary, f"no summary line in:\n{output}"
+    passed, total = int(summary.group(1)), int(summary.group(2))
+    assert passed == total >= minimum, output
+    assert output.count("  ok\n") == total and "FAILED" not in output, output
+
+
+def test_client_tour_runs_end_to_end() -> None:
+    output = run_example(str(EXAMPLES / "client_tour.py"))
     for expected in (
         "ok  uploaded as a 3-part multipart upload",
         "ok  small object: one PutObject",
@@ -180,22 +196,63 @@ def test_demo_runs_end_to_end() -> None:
         "Service error: The key does not exist",
         "ok  exception inside `with`: nothing published, no multipart upload left",
     ):
-        assert expected in output, f"{expected!r} missing from the demo's output:\n{output}"
-    summary = re.search(r"^demo passed: (\d+) checks$", output, re.MULTILINE)
+        assert expected in output, f"{expected!r} missing from the client tour's output:\n{output}"
+    summary = re.search(r"^client tour passed: (\d+) checks$", output, re.MULTILINE)
     assert summary, output
     assert int(summary.group(1)) == output.count("\nok  ") + output.startswith("ok  ")
 
 
-def test_readme_commands() -> None:
+def test_training_demo_crashes_resumes_and_checks_everything() -> None:
+    output = run_example(str(EXAMPLES / "train.py"), "--quick")
+    for expected in (
+        "epoch 1: every sample seen exactly once",
+        "last complete checkpoint: step",
+        "the checkpoint loads the weights it saved",
+        "epoch 2 across the crash: every sample seen exactly once",
+        "final model reloaded from S3: weights equal",
+        "training samples/s",
+        "read throughput",
+    ):
+        assert expected in output, f"{expected!r} missing from the training demo's output:\n{output}"
+    assert re.search(r"^simulated crash at step \d+", output, re.MULTILINE), output
+    assert_every_check_ok(output, minimum=10)
+
+
+def test_lightning_example_keeps_the_two_best_checkpoints_and_resumes() -> None:
+    output = run_example(str(EXAMPLES / "lightning_train.py"), "--quick")
+    assert "save_top_k=2: the two best checkpoints are in S3, the others deleted  ok" in output, output
+    assert_every_check_ok(output, minimum=6)
+
+
+def test_ddp_example_runs_on_two_ranks() -> None:
+    output = run_example(
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        str(EXAMPLES / "ddp_train.py"),
+        "--quick",
+    )
+    assert "every sample seen exactly once over 2 ranks x 2 workers  ok" in output, output
+    assert "rank 1: the last checkpoint loads the trained weights  ok" in output, output
+    assert_every_check_ok(output, minimum=4)
+
+
+def shell_blocks(markdown: str) -> list[str]:
+    return [block.strip() for block in re.findall(r"^```(?:sh|shell|bash)\n(.*?)^```\s*$", markdown, re.M | re.S)]
+
+
+def test_readme_starts_with_the_two_commands() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    test_command = fenced_block_under(readme, "## Run the tests")
+    demo_command, test_command = shell_blocks(readme)[:2]
+    assert demo_command == "python3 tools/dev.py demo"
+    assert test_command == "python3 tools/dev.py test"
+    before = readme[: readme.index("```")]
+    assert before.count("\n\n") <= 3, "one paragraph (and the title) before the two commands"
     ci_commands = [
         line.strip()
         for line in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
         if line.strip() and not line.strip().startswith("#")
     ]
-    assert test_command == "nox"
     assert ci_commands[-1] == test_command, "README's test command must be the command .ci/run runs"
-    demo_command = fenced_block_under(readme, "## Run the demo")
-    assert "\n" not in demo_command, "the demo is one command"
-    assert demo_command.endswith("python examples/demo.py")

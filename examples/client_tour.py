@@ -6,7 +6,7 @@ range, listing, HEAD, copy, delete, an aborted write and the errors a program ma
 check prints one ``ok`` line; the script exits 0 only if every check passed.
 
     pip install -e packages/s3torch-client 'moto[server]'
-    python examples/demo.py
+    python examples/client_tour.py
 
 Nothing leaves the machine: the credentials are dummies that only the local server sees.
 """
@@ -14,15 +14,13 @@ Nothing leaves the machine: the credentials are dummies that only the local serv
 from __future__ import annotations
 
 import hashlib
-import logging
-import os
 import random
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import boto3
+from s3_target import local_environment, local_s3_server
 
 from s3torch.client import S3Client, S3ClientConfig, S3Exception, __version__
 
@@ -50,34 +48,6 @@ def s3_error(operation: Callable[[], object]) -> S3Exception | None:
     except S3Exception as error:
         return error
     return None
-
-
-def local_environment() -> None:
-    """Dummy credentials for the local server, and no proxy or profile in the way."""
-    os.environ["AWS_ACCESS_KEY_ID"] = "demo-access-key"
-    os.environ["AWS_SECRET_ACCESS_KEY"] = "demo-secret-key"
-    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
-        os.environ.pop(name, None)
-    for name in ("NO_PROXY", "no_proxy"):
-        os.environ[name] = ",".join(filter(None, [os.environ.get(name), "127.0.0.1", "localhost"]))
-
-
-@contextmanager
-def local_s3_server() -> Iterator[str]:
-    """A moto S3 server on a free port of 127.0.0.1; yields its endpoint URL."""
-    try:
-        from moto.server import ThreadedMotoServer
-    except ImportError as error:
-        raise SystemExit(f"the demo needs moto's server: pip install 'moto[server]' ({error})") from error
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log on the terminal
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 def demo(endpoint: str) -> None:
@@ -197,7 +167,7 @@ def main() -> int:
     local_environment()
     with local_s3_server() as endpoint:
         demo(endpoint)
-    print(f"demo passed: {checks_passed} checks")
+    print(f"client tour passed: {checks_passed} checks")
     return 0
 
 
