@@ -1,0 +1,20 @@
+"""A griffe extension for the API reference: an instance attribute without a docstring is an
+implementation detail (``self.fs``, ``self.path`` set in ``__init__``), so it is not rendered.
+Documented attributes and properties (``S3Client.region``, ``S3ClientConfig.concurrency``) stay.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import griffe
+
+
+class PublicAttributesOnly(griffe.Extension):
+    def on_class_members(self, *, cls: griffe.Class, **kwargs: Any) -> None:
+        for name, member in list(cls.members.items()):
+            if member.is_alias or not member.is_attribute or member.docstring:
+                continue
+            if "property" in member.labels or "dataclass-field" in member.labels:
+                continue
+            del cls.members[name]
