@@ -13,8 +13,9 @@ import griffe
 class PublicAttributesOnly(griffe.Extension):
     def on_class_members(self, *, cls: griffe.Class, **kwargs: Any) -> None:
         for name, member in list(cls.members.items()):
+            # Only ``self.x = ...`` of methods: class-level fields (dataclasses, named tuples)
+            # and properties are the class's interface, documented or not.
             if member.is_alias or not member.is_attribute or member.docstring:
                 continue
-            if "property" in member.labels or "dataclass-field" in member.labels:
-                continue
-            del cls.members[name]
+            if "instance-attribute" in member.labels and "property" not in member.labels:
+                del cls.members[name]
