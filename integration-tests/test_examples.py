@@ -244,6 +244,16 @@ def test_ddp_example_runs_on_two_ranks() -> None:
     assert_every_check_ok(output, minimum=4)
 
 
+def test_configuration_page_lists_every_config_field() -> None:
+    import dataclasses
+
+    from s3torch.client import S3ClientConfig
+
+    page = (ROOT / "docs" / "pages" / "configuration.md").read_text(encoding="utf-8")
+    missing = [field.name for field in dataclasses.fields(S3ClientConfig) if f"| `{field.name}`" not in page]
+    assert not missing, f"docs/pages/configuration.md does not describe S3ClientConfig fields {missing}"
+
+
 def shell_blocks(markdown: str) -> list[str]:
     return [block.strip() for block in re.findall(r"^```(?:sh|shell|bash)\n(.*?)^```\s*$", markdown, re.M | re.S)]
 
