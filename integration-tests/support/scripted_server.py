@@ -30,6 +30,7 @@ class Request:
     version: str
     headers: dict[str, str]
     connection: int  # serial number of the connection it came on (0, 1, ...)
+    body: bytes | None = None  # once the handler (or the server) read it
 
     @property
     def path(self) -> str:
@@ -57,14 +58,35 @@ class Exchange:
         self.closed = False
 
     def read_body(self) -> bytes:
-        """The request body, by its Content-Length (chunked request bodies are not used by S3 clients)."""
+        """The request body, by its Content-Length (chunked request bodies are not used by S3
+        clients). A client that sent ``Expect: 100-continue`` is told to go on first, as a real
+        server does when it reads the body; ``read_exact`` does not."""
         if self.body is None:
+            if self.request.headers.get("expect", "").lower() == "100-continue":
+                self.send(b"HTTP/1.1 100 Continue\r\n\r\n")
             length = int(self.request.headers.get("content-length", "0"))
-            self.body = self._reader.read_exact(length)
+            self.body = self.request.body = self._reader.read_exact(length)
         return self.body
+
+    def read_exact(self, count: int) -> bytes:
+        """``count`` raw bytes from the connection: part of a body, for a handler that answers
+        before the client has sent all of it."""
+        return self._reader.read_exact(count)
 
     def send(self, data: bytes) -> None:
         self._sock.sendall(data)
+
+    def trickle(self, data: bytes, interval: float) -> bool:
+        """Send ``data`` one byte every ``interval`` seconds (a server that stalls without going
+        silent). False when the client went away or the server stopped before the end."""
+        for index in range(len(data)):
+            if self.server.stopping.wait(interval):
+                return False
+            try:
+                self._sock.sendall(data[index : index + 1])
+            except OSError:
+                return False
+        return True
 
     def close(self) -> None:
         """Close the connection after what was sent (the client sees EOF)."""
@@ -121,7 +143,7 @@ class ScriptedServer:
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
         self._threads: list[threading.Thread] = []
-        self._stopped = threading.Event()
+        self.stopping = threading.Event()
         self._acceptor = threading.Thread(target=self._accept, name="scripted-accept", daemon=True)
 
     def __enter__(self) -> ScriptedServer:
@@ -132,7 +154,7 @@ class ScriptedServer:
         self.stop()
 
     def stop(self) -> None:
-        self._stopped.set()
+        self.stopping.set()
         with contextlib.suppress(OSError):
             self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
@@ -148,7 +170,7 @@ class ScriptedServer:
             thread.join(timeout=10)
 
     def _accept(self) -> None:
-        while not self._stopped.is_set():
+        while not self.stopping.is_set():
             try:
                 sock, _ = self._listener.accept()
             except OSError:
@@ -164,7 +186,7 @@ class ScriptedServer:
     def _serve(self, sock: socket.socket, number: int) -> None:
         reader = _Reader(sock)
         try:
-            while not self._stopped.is_set():
+            while not self.stopping.is_set():
                 head = reader.read_head()
                 if head is None:
                     return

@@ -78,6 +78,9 @@ class FakeBody:
     def read(self) -> bytes:
         return self._file.read()
 
+    def read_bounded(self, limit: int) -> bytes:
+        return self._file.read(limit)
+
     def close(self) -> None:
         self.closed = True
 

@@ -80,14 +80,14 @@ def test_throughput_must_be_positive(throughput: float) -> None:
         S3ClientConfig(throughput_target_gbps=throughput)
 
 
-@pytest.mark.parametrize("name", ["connect_timeout", "read_timeout", "retry_deadline"])
+@pytest.mark.parametrize("name", ["connect_timeout", "read_timeout", "retry_deadline", "stall_window"])
 @pytest.mark.parametrize("value", [0, -1.5, float("inf"), float("nan")])
 def test_timeouts_must_be_positive_and_finite(name: str, value: float) -> None:
     with pytest.raises(ValueError, match=name):
         S3ClientConfig(**{name: value})  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("name", ["connect_timeout", "read_timeout", "retry_deadline"])
+@pytest.mark.parametrize("name", ["connect_timeout", "read_timeout", "retry_deadline", "stall_window"])
 @pytest.mark.parametrize("value", ["10", None, True])
 def test_timeouts_must_be_numbers(name: str, value: object) -> None:
     with pytest.raises(TypeError, match=name):
@@ -97,6 +97,20 @@ def test_timeouts_must_be_numbers(name: str, value: object) -> None:
 def test_retry_deadline_default_and_value() -> None:
     assert S3ClientConfig().retry_deadline == 90.0
     assert S3ClientConfig(retry_deadline=2.5).retry_deadline == 2.5
+
+
+def test_time_bound_defaults() -> None:
+    config = S3ClientConfig()
+    assert (config.read_timeout, config.stall_window, config.stall_min_rate) == (20.0, 30.0, 64 * 1024)
+    assert S3ClientConfig(stall_min_rate=0).stall_min_rate == 0  # off
+
+
+@pytest.mark.parametrize(
+    ("value", "error"), [(-1, ValueError), (1.5, TypeError), ("64k", TypeError), (True, TypeError)]
+)
+def test_stall_min_rate_is_a_non_negative_int(value: object, error: type[Exception]) -> None:
+    with pytest.raises(error, match="stall_min_rate"):
+        S3ClientConfig(stall_min_rate=value)  # type: ignore[arg-type]
 
 
 def test_requester_pays_with_unsigned_is_refused() -> None:
@@ -112,6 +126,8 @@ def test_timeouts_are_keyword_only() -> None:
     assert fields["connect_timeout"].kw_only
     assert fields["read_timeout"].kw_only
     assert fields["retry_deadline"].kw_only
+    assert fields["stall_window"].kw_only
+    assert fields["stall_min_rate"].kw_only
     assert [f.name for f in dataclasses.fields(S3ClientConfig) if not f.kw_only] == [
         "throughput_target_gbps",
         "part_size",

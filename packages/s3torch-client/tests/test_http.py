@@ -1,16 +1,26 @@
-"""The data path's minimal HTTP/1.1 client, against a scripted server on 127.0.0.1: keep-alive
-reuse, Content-Length and chunked bodies, cut connections, stale idle connections."""
+"""The data path's minimal HTTP/1.1 client, against the shared scripted server on 127.0.0.1:
+keep-alive reuse, Content-Length and chunked bodies, cut connections, stale idle connections.
+The conformance cases (1xx, framing, early answers, many descriptors) are in
+``integration-tests/test_http_conformance.py``."""
 
 from __future__ import annotations
 
+import select
 import socket
-import threading
+import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from s3torch.client._http import ConnectionPool, Headers, HTTPError
+from s3torch.client import _http_wait
+from s3torch.client._http import BodyStalledError, ConnectionPool, Headers, HTTPError
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "integration-tests"))
+
+from support.scripted_server import Exchange, ScriptedServer
 
 
 @dataclass
@@ -19,60 +29,17 @@ class Reply:
     close: bool = False  # close the connection after sending ``data``
 
 
-@dataclass
-class ScriptedServer:
-    """Answers the nth request it receives with ``replies[n]``; records requests and connections."""
+def scripted(replies: list[Reply]) -> ScriptedServer:
+    """A server answering its nth request with ``replies[n]``."""
 
-    replies: list[Reply]
-    requests: list[tuple[bytes, bytes]] = field(default_factory=list)
-    connections: int = 0
+    def handler(exchange: Exchange) -> None:
+        reply = replies[len(exchange.server.requests) - 1]
+        exchange.read_body()
+        exchange.send(reply.data)
+        if reply.close:
+            exchange.close()
 
-    def __post_init__(self) -> None:
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        self._lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
-        self._acceptor = threading.Thread(target=self._accept, daemon=True)
-        self._acceptor.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                sock, _ = self._listener.accept()
-            except OSError:
-                return
-            with self._lock:
-                self.connections += 1
-            thread = threading.Thread(target=self._serve, args=(sock,), daemon=True)
-            self._threads.append(thread)
-            thread.start()
-
-    def _serve(self, sock: socket.socket) -> None:
-        with sock, sock.makefile("rb") as stream:
-            while True:
-                head = b""
-                while not head.endswith(b"\r\n\r\n"):
-                    line = stream.readline()
-                    if not line:
-                        return
-                    head += line
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":")[1])
-                body = stream.read(length)
-                with self._lock:
-                    self.requests.append((head, body))
-                    reply = self.replies[len(self.requests) - 1]
-                sock.sendall(reply.data)
-                if reply.close:
-                    sock.shutdown(socket.SHUT_RDWR)
-                    return
-
-    def stop(self) -> None:
-        self._listener.close()
-        for thread in self._threads:
-            thread.join(timeout=10)
+    return ScriptedServer(handler).__enter__()
 
 
 def ok(body: bytes, *extra: str) -> bytes:
@@ -80,17 +47,19 @@ def ok(body: bytes, *extra: str) -> bytes:
     return f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n{headers}\r\n".encode() + body
 
 
+def pool_for(server: ScriptedServer, **options: Any) -> ConnectionPool:
+    settings = {"connect_timeout": 5, "read_timeout": 10, "ssl_context": None, "max_idle": 4, **options}
+    return ConnectionPool("http", "127.0.0.1", server.port, **settings)
+
+
 @pytest.fixture
 def serve() -> Iterator[object]:
     servers: list[ScriptedServer] = []
 
     def start(*replies: Reply) -> tuple[ScriptedServer, ConnectionPool]:
-        server = ScriptedServer(list(replies))
+        server = scripted(list(replies))
         servers.append(server)
-        pool = ConnectionPool(
-            "http", "127.0.0.1", server.port, connect_timeout=5, read_timeout=10, ssl_context=None, max_idle=4
-        )
-        return server, pool
+        return server, pool_for(server)
 
     yield start
     for server in servers:
@@ -113,7 +82,11 @@ def test_keep_alive_reuses_one_connection(serve: object) -> None:
     assert read_body(first) == b"first body"
     assert read_body(pool.request("GET", "/b/k2", {"Host": "h"})) == b"second"
     assert server.connections == 1
-    assert server.requests[0][0].startswith(b"GET /b/k HTTP/1.1\r\nHost: h\r\n")
+    assert (server.requests[0].method, server.requests[0].target, server.requests[0].headers["host"]) == (
+        "GET",
+        "/b/k",
+        "h",
+    )
 
 
 def test_chunked_body(serve: object) -> None:
@@ -175,10 +148,90 @@ def test_idle_connection_closed_by_the_server_is_replaced(serve: object) -> None
     assert len(server.requests) == 2
 
 
-def test_response_without_length_is_refused(serve: object) -> None:
-    _, pool = serve(Reply(b"HTTP/1.1 200 OK\r\n\r\nbody", close=True))  # type: ignore[operator]
+def test_response_without_length_is_read_to_the_end_of_the_connection(serve: object) -> None:
+    server, pool = serve(Reply(b"HTTP/1.1 200 OK\r\n\r\nbody to eof", close=True), Reply(ok(b"next")))  # type: ignore[operator]
+    assert read_body(pool.request("GET", "/x", {})) == b"body to eof"
+    assert read_body(pool.request("GET", "/y", {})) == b"next"
+    assert server.connections == 2  # a body framed by the close is never followed by another
+
+
+def test_unusable_content_length_is_refused(serve: object) -> None:
+    _, pool = serve(Reply(b"HTTP/1.1 200 OK\r\nContent-Length: -3\r\n\r\nbody", close=True))  # type: ignore[operator]
     with pytest.raises(HTTPError, match="Content-Length"):
         pool.request("GET", "/x", {})
+
+
+def test_interim_responses_are_skipped(serve: object) -> None:
+    interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </s>; rel=preload\r\n\r\n"
+    server, pool = serve(Reply(interim + ok(b"one")), Reply(interim + ok(b"two")))  # type: ignore[operator]
+    first = pool.request("GET", "/1", {})
+    assert first.status == 200
+    assert read_body(first) == b"one"
+    assert read_body(pool.request("GET", "/2", {})) == b"two"
+    assert server.connections == 1
+
+
+def test_switching_protocols_is_refused(serve: object) -> None:
+    _, pool = serve(Reply(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n", close=True))  # type: ignore[operator]
+    with pytest.raises(HTTPError, match="101"):
+        pool.request("GET", "/x", {})
+
+
+@pytest.mark.parametrize("value", ["a\r\nX-Injected: 1", "a\nb", "a\rb"])
+def test_header_values_with_cr_or_lf_are_refused_before_sending(serve: object, value: str) -> None:
+    server, pool = serve(Reply(ok(b"")))  # type: ignore[operator]
+    with pytest.raises(ValueError, match=r"'x-amz-storage-class'.*CR or LF"):
+        pool.request("PUT", "/b/k", {"Host": "h", "x-amz-storage-class": value}, memoryview(b"data"))
+    assert server.connections == 0
+
+
+def test_error_body_is_read_bounded_and_its_connection_closed(serve: object) -> None:
+    big = b"<Error>" + b"x" * 200_000
+    server, pool = serve(Reply(ok(big)), Reply(ok(b"short")), Reply(ok(b"after")))  # type: ignore[operator]
+    response = pool.request("GET", "/big", {})
+    assert response.body.read_bounded(1000) == big[:1000]
+    response.body.release_conn()  # not at the end of its body: closed, not pooled
+    short = pool.request("GET", "/short", {})
+    assert short.body.read_bounded(1000) == b"short"
+    short.body.release_conn()  # read to its end: pooled
+    assert read_body(pool.request("GET", "/after", {})) == b"after"
+    assert server.connections == 2
+
+
+def test_a_stalled_body_is_cut_after_what_arrived() -> None:
+    def trickle(exchange: Exchange) -> None:
+        exchange.send(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nfast")
+        exchange.trickle(b"y" * 996, interval=0.05)
+
+    with ScriptedServer(trickle) as server:
+        # 300 bytes per 0.3 s of waiting; the server sends about 6
+        pool = pool_for(server, stall_window=0.3, stall_min_rate=1000)
+        response = pool.request("GET", "/slow", {})
+        view = memoryview(bytearray(1000))
+        filled = 0
+        with pytest.raises(BodyStalledError, match="stalled"):
+            while True:
+                count = response.body.readinto(view[filled:])
+                assert count > 0
+                filled += count
+        assert bytes(view[:4]) == b"fast"
+        assert 4 <= filled < 100
+        pool.close()
+
+
+WAITS = [_http_wait._select_readable] + ([_http_wait._poll_readable] if hasattr(select, "poll") else [])
+
+
+@pytest.mark.parametrize("wait", WAITS)
+def test_wait_for_read_sees_data_and_closes(wait: object) -> None:
+    left, right = socket.socketpair()
+    with left, right:
+        assert not wait(left, 0)  # type: ignore[operator]
+        right.sendall(b"x")
+        assert wait(left, 0)  # type: ignore[operator]
+        left.recv(1)
+        right.close()
+        assert wait(left, 0)  # type: ignore[operator]  # EOF is readable
 
 
 def test_malformed_status_line_is_refused(serve: object) -> None:
@@ -194,7 +247,7 @@ def test_request_bodies_arrive_whole(serve: object, size: int) -> None:
     response = pool.request("PUT", "/b/k", {"Content-Length": str(size)}, memoryview(data))
     assert response.headers["ETag"] == '"abc"'
     assert read_body(response) == b""
-    assert server.requests[0][1] == data
+    assert server.requests[0].body == data
 
 
 def test_headers_are_case_insensitive_and_repeated_ones_joined(serve: object) -> None:
@@ -210,7 +263,7 @@ def test_request_dropped_on_a_reused_connection_is_sent_once_more_on_a_new_one(s
     server, pool = serve(Reply(ok(b"a")), Reply(b"", close=True), Reply(ok(b"b")))  # type: ignore[operator]
     assert read_body(pool.request("GET", "/1", {})) == b"a"
     assert read_body(pool.request("GET", "/2", {})) == b"b"
-    assert [head.split(b" ")[1] for head, _ in server.requests] == [b"/1", b"/2", b"/2"]
+    assert [request.target for request in server.requests] == ["/1", "/2", "/2"]
     assert server.connections == 2
 
 
@@ -226,10 +279,8 @@ def test_a_second_drop_is_raised_not_retried_on_other_idle_connections(serve: ob
 
 
 def test_read_timeout_on_a_reused_connection_is_not_retried(serve: object) -> None:
-    server = ScriptedServer([Reply(ok(b"a")), Reply(b"")])  # the second request is never answered
-    pool = ConnectionPool(
-        "http", "127.0.0.1", server.port, connect_timeout=5, read_timeout=0.2, ssl_context=None, max_idle=4
-    )
+    server = scripted([Reply(ok(b"a")), Reply(b"")])  # the second request is never answered
+    pool = pool_for(server, read_timeout=0.2)
     try:
         assert read_body(pool.request("GET", "/a", {})) == b"a"
         with pytest.raises(TimeoutError):

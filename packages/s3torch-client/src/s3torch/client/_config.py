@@ -34,13 +34,21 @@ class S3ClientConfig:
         profile: Named profile of the shared AWS configuration files to take credentials from.
         requester_pays: Send ``x-amz-request-payer: requester`` on every request.
         connect_timeout: Seconds to wait for a TCP/TLS connection (s3torch addition).
-        read_timeout: Seconds a socket read may stall before the request is retried
-            (s3torch addition).
+        read_timeout: Seconds to wait for a response's head, and for any single read of its
+            body, before the request is retried or resumed (s3torch addition).
         retry_deadline: Seconds after the first attempt of a request after which no new
             attempt starts (s3torch addition): retries, back-off and ``Retry-After`` waits of one
             request, and the resumes of one cut GET body, all fit in it. An attempt under way
             still runs to its own timeouts, so a request fails at the latest about
             ``retry_deadline + connect_timeout + read_timeout`` after it started.
+        stall_window: Seconds over which a response body's rate is measured (s3torch addition).
+            A body that delivers fewer than ``stall_min_rate * stall_window`` bytes in
+            ``stall_window`` seconds of waiting for it is cut, and the read resumed or retried
+            on a new connection, as after a reset. Time the consumer spends between reads does
+            not count.
+        stall_min_rate: Minimum rate of a response body, in bytes per second (s3torch
+            addition); 0 turns stall detection off. With the defaults (30 s, 64 KiB/s) a body
+            that delivers less than 1.875 MiB in 30 s is cut.
     """
 
     throughput_target_gbps: float = 10.0
@@ -51,8 +59,10 @@ class S3ClientConfig:
     profile: str | None = None
     requester_pays: bool = False
     connect_timeout: float = field(default=10.0, kw_only=True)
-    read_timeout: float = field(default=60.0, kw_only=True)
+    read_timeout: float = field(default=20.0, kw_only=True)
     retry_deadline: float = field(default=90.0, kw_only=True)
+    stall_window: float = field(default=30.0, kw_only=True)
+    stall_min_rate: int = field(default=64 * 1024, kw_only=True)
 
     def __post_init__(self) -> None:
         if not isinstance(self.part_size, int) or isinstance(self.part_size, bool):
@@ -69,12 +79,21 @@ class S3ClientConfig:
             raise S3ClientConfigError(
                 f"throughput_target_gbps must be positive (throughput_target_gbps={self.throughput_target_gbps})"
             )
-        for name in ("connect_timeout", "read_timeout", "retry_deadline"):
+        for name in ("connect_timeout", "read_timeout", "retry_deadline", "stall_window"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
             if not 0 < value < math.inf:
                 raise S3ClientConfigError(f"{name} must be a positive, finite number of seconds ({name}={value})")
+        if not isinstance(self.stall_min_rate, int) or isinstance(self.stall_min_rate, bool):
+            raise TypeError(
+                f"stall_min_rate must be an int (bytes per second), got {type(self.stall_min_rate).__name__}"
+            )
+        if self.stall_min_rate < 0:
+            raise S3ClientConfigError(
+                f"stall_min_rate must be 0 (off) or a positive number of bytes per second"
+                f" (stall_min_rate={self.stall_min_rate})"
+            )
         if self.requester_pays and self.unsigned:
             raise S3ClientConfigError(
                 "requester_pays cannot be used together with unsigned: Requester Pays buckets need"

@@ -67,6 +67,9 @@ _BACKOFF_CAP_SECONDS = 20.0
 RETRY_AFTER_CAP_SECONDS = 20.0
 # Statuses whose Retry-After is honoured.
 _RETRY_AFTER_STATUS = frozenset({429, 500, 503})
+# S3's error documents are a few hundred bytes: more than this is not buffered (its connection is
+# closed), nor is a success body where none is expected.
+_ERROR_BODY_BYTES = 64 * 1024
 # Errors of a connection in the middle of a body: the request is resumed or retried.
 BODY_ERRORS = (OSError, http.client.HTTPException)
 
@@ -117,6 +120,9 @@ class _InMemoryBody:
     def read(self) -> bytes:
         return self._file.read()
 
+    def read_bounded(self, limit: int) -> bytes:
+        return self._file.read(limit)
+
     def close(self) -> None:
         self._file.close()
 
@@ -146,9 +152,12 @@ class _Urllib3Body:
             filled += count
         return filled
 
-    def read(self) -> bytes:
-        data: bytes = self._raw.read()
-        return data
+    def read_bounded(self, limit: int) -> bytes:
+        """At most ``limit`` bytes; a longer body's connection is closed, not drained."""
+        data: bytes = self._raw.read(limit + 1)
+        if len(data) > limit:
+            self._raw.close()
+        return data[:limit]
 
     def close(self) -> None:
         self._raw.close()
@@ -247,7 +256,7 @@ def may_have_published(error: S3Exception) -> bool:
 
 def error_of(operation: str, bucket: str, key: str, method: str, response: RawResponse) -> S3Exception:
     """The exception for an error ``response`` (its body read, its connection released)."""
-    payload = response.body.read() if method != "HEAD" else b""
+    payload = response.body.read_bounded(_ERROR_BODY_BYTES) if method != "HEAD" else b""
     response.body.release_conn()
     code, message, body_request_id = _error_fields(payload)
     return service_error(
@@ -391,6 +400,8 @@ class Transport:
                 read_timeout=self.config.read_timeout,
                 ssl_context=self._ssl_context() if scheme == "https" else None,
                 max_idle=2 * self.concurrency + 8,
+                stall_window=self.config.stall_window,
+                stall_min_rate=self.config.stall_min_rate,
             )
             self._pools[key] = pool
         return pool
@@ -643,7 +654,7 @@ class Transport:
         )
         if response.status == 412:  # said here, where the number of attempts is known
             raise error_of(operation, bucket, key, "PUT", response) from Attempts(response.attempts)
-        response.body.read()
+        response.body.read_bounded(_ERROR_BODY_BYTES)  # S3 sends none; anything else is not kept
         response.body.release_conn()
         etag: str = response.headers.get("ETag", "")
         return etag
