@@ -75,3 +75,16 @@ def test_client_error_names_the_object_and_never_leaks_fields() -> None:
     error = client_error("connection reset", operation="UploadPart", bucket="b", key="k")
     assert str(error) == "Client error: connection reset (UploadPart s3://b/k)"
     assert (error.bucket, error.key, error.code, error.status) == ("b", "k", None, None)
+
+
+def test_s3exception_takes_any_positional_arguments_like_exception() -> None:
+    import pickle
+
+    from s3torch.client import S3Exception
+
+    error = S3Exception("foo", 1)
+    assert error.args == ("foo", 1)
+    assert S3Exception().args == ()
+    copy = pickle.loads(pickle.dumps(S3Exception("foo", 1, bucket="b", key="k", code="C", request_id="r", status=5)))
+    assert copy.args == ("foo", 1)
+    assert (copy.bucket, copy.key, copy.code, copy.request_id, copy.status) == ("b", "k", "C", "r", 5)

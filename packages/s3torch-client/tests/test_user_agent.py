@@ -75,3 +75,12 @@ def test_equality_pickle_and_client_prefix() -> None:
     copy = pickle.loads(pickle.dumps(client))
     assert copy.user_agent_prefix == user_agent.prefix  # nothing appended twice
     assert S3Client("us-east-1").user_agent_prefix == UserAgent().prefix
+
+
+def test_get_default_prefix_is_the_prefix_without_comments() -> None:
+    from s3torch.client import UserAgent
+
+    default = UserAgent.get_default_prefix()
+    assert default.startswith("s3torch-client/") and " ua/2.1 " in default
+    assert UserAgent().prefix == default
+    assert UserAgent(["a", "b"]).prefix == f"{default} (a; b)"

@@ -144,3 +144,40 @@ def test_explicit_abort(s3: MockS3) -> None:
     writer.close()  # after an abort, close publishes nothing
     assert not s3.exists("abort")
     assert s3.uploads() == []
+
+
+class _HandMadeStream:
+    """Only write() and close(), as a stream given to the upstream's S3Writer may be."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.closed = 0
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def test_s3writer_over_a_hand_made_stream_with_only_write_and_close() -> None:
+    from s3torch.client import S3Writer
+
+    stream = _HandMadeStream()
+    with S3Writer(stream) as writer:
+        assert writer.write(b"abc") == 3
+        writer.write(memoryview(b"defg"))
+        assert writer.tell() == 7
+    assert bytes(stream.data) == b"abcdefg"
+    assert stream.closed == 1
+
+
+def test_s3writer_over_a_hand_made_stream_does_not_close_it_on_an_exception() -> None:
+    from s3torch.client import S3Writer
+
+    stream = _HandMadeStream()
+    with pytest.raises(RuntimeError), S3Writer(stream) as writer:
+        writer.write(b"abc")
+        raise RuntimeError("boom")
+    assert stream.closed == 0
+    assert writer.closed

@@ -154,9 +154,12 @@ def test_a_prefetched_stream_that_ends_early_gives_the_usual_error() -> None:
     reader.prefetch()
     for item in SPREAD[:5]:
         assert read(reader, item) == DATA[item.start : item.end]
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(S3Exception) as error:
         read(reader, SPREAD[5])
-    assert str(error.value) == "S3 stream exhausted at position 505 while reading item 500-510"
+    assert str(error.value).startswith(
+        "S3 stream exhausted at position 505 while reading item 500-510 (GetObject s3://"
+    )
+    assert error.value.key is not None
 
 
 def test_a_failed_fetch_ahead_raises_when_its_group_is_reached() -> None:

@@ -112,7 +112,10 @@ def test_init_path_stores_and_returns_the_path() -> None:
     fs = make_fs()
     assert fs.init_path("s3://bucket/ckpt") == "s3://bucket/ckpt"
     assert fs.path == "s3://bucket/ckpt"
-    assert fs.init_path(Path("s3://bucket/other")) == "s3://bucket/other"
+    path = Path("s3://bucket/other")
+    returned = fs.init_path(path)
+    assert returned is path  # its argument's type, as upstream: a Path stays a Path
+    assert fs.path is path
 
 
 def test_mkdir_does_nothing(s3: MockBucket) -> None:

@@ -1,7 +1,7 @@
 """An in-memory S3 object for the reader unit tests: ``get_object_info`` and ``get_stream`` over
 given bytes, with the ``GetObjectStream`` surface the readers use, and a record of every call.
 
-``pinned()`` in ``s3torch.readers._base`` only acts on real ``GetObjectStream`` objects, so with
+``reader_stream()`` in ``s3torch.readers._stream`` pins only on real ``GetObjectStream`` objects, so with
 these fakes version pinning is a no-op (the integration tests cover it against a server).
 """
 

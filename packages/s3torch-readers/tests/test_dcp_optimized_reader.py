@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from readers_fakes import BUCKET, KEY, FakeObject
 
+from s3torch.client import S3Exception
 from s3torch.readers import DEFAULT_MAX_GAP_SIZE, DCPOptimizedS3Reader, ItemRange, RangeGroup
 from s3torch.readers._dcp_optimized import coalesce
 
@@ -404,9 +405,10 @@ def test_stream_exhausted_before_reaching_an_item() -> None:
     reader = make([ItemRange(0, 10), ItemRange(50, 60)], max_gap_size=float("inf"), obj=obj)
     assert read_item(reader, ItemRange(0, 10)) == DATA[:10]
     reader.seek(50)
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(S3Exception) as error:
         reader.read(10)
-    assert str(error.value) == "S3 stream exhausted at position 30 before reaching item 50-60"
+    assert str(error.value).startswith("S3 stream exhausted at position 30 before reaching item 50-60 (GetObject s3://")
+    assert error.value.key is not None
 
 
 def test_stream_exhausted_while_reading_an_item() -> None:
@@ -414,17 +416,19 @@ def test_stream_exhausted_while_reading_an_item() -> None:
     reader = make([ItemRange(0, 10), ItemRange(50, 60)], max_gap_size=float("inf"), obj=obj)
     assert read_item(reader, ItemRange(0, 10)) == DATA[:10]
     reader.seek(50)
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(S3Exception) as error:
         reader.read(2)
-    assert str(error.value) == "S3 stream exhausted at position 55 while reading item 50-60"
+    assert str(error.value).startswith("S3 stream exhausted at position 55 while reading item 50-60 (GetObject s3://")
+    assert error.value.key is not None
 
 
 def test_empty_stream_for_the_first_item() -> None:
     obj = FakeObject(b"")
     reader = make([ItemRange(0, 10)], obj=obj)
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(S3Exception) as error:
         reader.read(1)
-    assert str(error.value) == "S3 stream exhausted at position 0 while reading item 0-10"
+    assert str(error.value).startswith("S3 stream exhausted at position 0 while reading item 0-10 (GetObject s3://")
+    assert error.value.key is not None
 
 
 # ---- close ------------------------------------------------------------------------------------

@@ -43,6 +43,8 @@ def test_public_surface() -> None:
         "DEFAULT_MAX_GAP_SIZE",
         "GetStreamCallable",
         "ItemRange",
+        "ObjectInfoCallable",
+        "ObjectSize",
         "RangeGroup",
         "RangedS3Reader",
         "S3Reader",

@@ -8,7 +8,7 @@ from importlib import metadata as _metadata
 
 from ._client import S3Client
 from ._config import S3ClientConfig
-from ._exceptions import ObjectChangedError, S3ClientConfigError, S3Exception
+from ._exceptions import ObjectChangedError, S3ClientConfigError, S3Exception, client_error
 from ._get_stream import GetObjectStream
 from ._list import ListObjectStream
 from ._metrics import S3ClientMetrics
@@ -41,4 +41,5 @@ __all__ = [
     "S3Writer",
     "UserAgent",
     "__version__",
+    "client_error",
 ]

@@ -29,20 +29,20 @@ class S3Exception(Exception):
     ``"Service error: The key does not exist"``) and names the bucket and key. The attributes
     carry what a program needs to decide: ``bucket``, ``key``, ``code`` (the S3 error code, such
     as ``NoSuchKey`` or ``SlowDown``), ``request_id`` and ``status`` (the HTTP status), each
-    ``None`` when unknown. Instances pickle with all of them.
+    ``None`` when unknown. Like any ``Exception``, it takes any positional arguments (kept in
+    ``args``, as the upstream's does); instances pickle with them and with every attribute.
     """
 
     def __init__(
         self,
-        message: str,
-        *,
+        *args: object,
         bucket: str | None = None,
         key: str | None = None,
         code: str | None = None,
         request_id: str | None = None,
         status: int | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(*args)
         self.bucket = bucket
         self.key = key
         self.code = code
@@ -135,6 +135,8 @@ def service_error(
 
 
 def client_error(message: str, *, operation: str, bucket: str | None, key: str | None) -> S3Exception:
-    """An error that happened on our side of the wire (network, credentials, endpoint)."""
+    """The ``S3Exception`` for an error on our side of the wire (network, credentials, endpoint, an
+    answer shorter than asked): ``"Client error: <message> (<operation> s3://bucket/key)"``,
+    naming the object in ``bucket`` and ``key``, as every s3torch distribution reports them."""
     where = f"{operation} {describe(bucket, key)}".strip()
     return S3Exception(f"Client error: {message} ({where})", bucket=bucket, key=key)

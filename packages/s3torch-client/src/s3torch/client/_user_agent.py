@@ -41,7 +41,16 @@ class UserAgent:
 
     @property
     def prefix(self) -> str:
-        """The User-Agent text s3torch sends."""
+        """The User-Agent text s3torch sends: the default prefix, then the comments."""
+        prefix = self.get_default_prefix()
+        if self._comments:
+            prefix += f" ({'; '.join(self._comments)})"
+        return prefix
+
+    @classmethod
+    def get_default_prefix(cls) -> str:
+        """The prefix without comments: ``s3torch-client/<version> ua/2.1 os/<os>#<release>
+        lang/python#<ver> md/arch#<arch> [md/pytorch#<ver>]`` (as the upstream's classmethod)."""
         system = sys.platform
         os_name = "macos" if system == "darwin" else system
         parts = [
@@ -54,10 +63,7 @@ class UserAgent:
         torch_version = package_version("torch")
         if torch_version:
             parts.append(f"md/pytorch#{torch_version}")
-        prefix = " ".join(parts)
-        if self._comments:
-            prefix += f" ({'; '.join(self._comments)})"
-        return prefix
+        return " ".join(parts)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, UserAgent) and other._comments == self._comments

@@ -6,11 +6,18 @@ import io
 import logging
 import threading
 from types import TracebackType
-from typing import Any
-
-from ._put_stream import PutObjectStream
+from typing import Any, Protocol
 
 logger = logging.getLogger(__name__)
+
+
+class WritableStream(Protocol):
+    """What ``S3Writer`` needs of its stream: ``write`` and ``close`` (which publishes).
+    ``PutObjectStream`` also has ``abort()``, ``bucket`` and ``key``, used when present."""
+
+    def write(self, data: Any, /) -> int | None: ...
+
+    def close(self) -> None: ...
 
 
 class S3Writer(io.BufferedIOBase):
@@ -20,10 +27,12 @@ class S3Writer(io.BufferedIOBase):
     the ``with`` block, or dropping an unclosed writer, aborts the upload: nothing is published.
 
     Args:
-        stream: The upload to write into, from ``S3Client.put_object``.
+        stream: The upload to write into: a ``PutObjectStream`` from ``S3Client.put_object``, or
+            any object with ``write(data)`` and ``close()`` (as the upstream's ``S3Writer``
+            takes); without an ``abort()``, an exception inside ``with`` leaves it unclosed.
     """
 
-    def __init__(self, stream: PutObjectStream) -> None:
+    def __init__(self, stream: WritableStream) -> None:
         self.stream = stream
         self._position = 0
         self._closed = False
@@ -42,12 +51,7 @@ class S3Writer(io.BufferedIOBase):
         if exc_type is None:
             self.close()
             return
-        logger.info(
-            "Exception while writing s3://%s/%s, the upload is aborted: %s",
-            self.stream.bucket,
-            self.stream.key,
-            exc_val,
-        )
+        logger.info("Exception while writing %s, the upload is aborted: %s", self._where(), exc_val)
         self.abort()
 
     def write(self, data: Any) -> int:
@@ -61,6 +65,8 @@ class S3Writer(io.BufferedIOBase):
         if self._closed:
             raise ValueError("I/O operation on closed file.")
         written = self.stream.write(data)
+        if written is None:  # a hand-made stream that returns nothing took all of it
+            written = memoryview(data).nbytes
         self._position += written
         return written
 
@@ -83,7 +89,9 @@ class S3Writer(io.BufferedIOBase):
         """Discard what was written; nothing is published."""
         with self._close_lock:
             self._closed = True
-        self.stream.abort()
+        abort = getattr(self.stream, "abort", None)
+        if callable(abort):
+            abort()
 
     @property
     def closed(self) -> bool:
@@ -100,9 +108,13 @@ class S3Writer(io.BufferedIOBase):
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         raise TypeError(
-            f"S3Writer for s3://{self.stream.bucket}/{self.stream.key} cannot be pickled: an upload in progress"
+            f"S3Writer for {self._where()} cannot be pickled: an upload in progress"
             " belongs to the process that started it; pickle the S3Client and open a new writer instead"
         )
+
+    def _where(self) -> str:
+        bucket, key = getattr(self.stream, "bucket", None), getattr(self.stream, "key", None)
+        return f"s3://{bucket}/{key}" if bucket is not None else repr(self.stream)
 
     def __del__(self) -> None:
         # io.IOBase.__del__ would close(), publishing a half-written object: abort instead.

@@ -10,7 +10,7 @@ import time
 from collections.abc import Generator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch.distributed.checkpoint.filesystem import FileSystemBase
@@ -21,6 +21,8 @@ from s3torch.readers import DCPOptimizedS3Reader, S3ReaderConstructor, S3ReaderC
 from ._uri import parse_object_uri, parse_s3_uri, path_to_str
 
 logger = logging.getLogger(__name__)
+
+_Path = TypeVar("_Path", bound=str | os.PathLike[Any])
 
 #: Attempts of the delete that ends a ``rename``, with a random exponential wait of at most
 #: ``DELETE_MAX_WAIT_SECONDS`` between them (as upstream).
@@ -73,7 +75,7 @@ class S3FileSystem(FileSystemBase):
             user_agent=dcp_user_agent(reader_constructor),
             s3client_config=s3client_config,
         )
-        self.path: str = ""
+        self.path: str | os.PathLike[str] = ""
         self.create_only = create_only
         # The last failure of a write stream, so a writer can name the cause of a lost shard.
         self._last_write_error: Exception | None = None
@@ -132,10 +134,11 @@ class S3FileSystem(FileSystemBase):
         """``path`` joined with ``suffix`` (``os.path.join``)."""
         return os.path.join(path_to_str(path), suffix)
 
-    def init_path(self, path: str | os.PathLike[str]) -> str:
-        """Remember and return ``path`` (as a string)."""
-        self.path = path_to_str(path)
-        return self.path
+    def init_path(self, path: _Path) -> _Path:
+        """Remember and return ``path``, of the type it came as (a ``Path`` stays a ``Path``, as
+        upstream); ``path_to_str`` gives its ``s3://`` text."""
+        self.path = path
+        return path
 
     def rename(self, path: str | os.PathLike[str], new_path: str | os.PathLike[str]) -> None:
         """Rename an object: a server-side copy, then a delete of the source (retried).

@@ -21,7 +21,7 @@ from s3torch.readers import (
 
 from ._direct_load import DirectLoader, StreamOpener
 from ._file_system import S3FileSystem, is_not_found
-from ._uri import parse_object_uri
+from ._uri import parse_object_uri, path_to_str
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class S3StorageReader(FileSystemReader):
             region, s3client_config=s3client_config, reader_constructor=self._reader_constructor, endpoint=endpoint
         )
         self.fs = self._s3_fs  # type: ignore[assignment]  # torch declares its local FileSystem
-        self.path = self._s3_fs.init_path(path)
+        self.path = path_to_str(self._s3_fs.init_path(path))
         self.sync_files = False
 
     @property

@@ -22,6 +22,7 @@ from s3torch.client import S3ClientConfig
 
 from ._file_system import S3FileSystem
 from ._prefix_strategy import DefaultPrefixStrategy, S3PrefixStrategyBase
+from ._uri import path_to_str
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ class S3StorageWriter(FileSystemWriter):
             region, s3client_config=s3client_config, endpoint=endpoint, create_only=not self.overwrite
         )
         self.fs = self._s3_fs  # type: ignore[assignment]  # torch declares its local FileSystem
-        self.path = self._s3_fs.init_path(path)
+        self.path = path_to_str(self._s3_fs.init_path(path))
         self.prefix_strategy: S3PrefixStrategyBase = prefix_strategy or DefaultPrefixStrategy()
 
     def _metadata_path_of_this_save(self) -> str:

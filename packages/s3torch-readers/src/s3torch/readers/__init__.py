@@ -3,9 +3,10 @@
 from ._base import S3Reader
 from ._constructor import DCPOptimizedConstructor, S3ReaderConstructor, check_reader_constructor
 from ._dcp_optimized import DEFAULT_MAX_GAP_SIZE, DCPOptimizedS3Reader, ItemRange, RangeGroup
-from ._protocol import DCPS3ReaderConstructorProtocol, GetStreamCallable, S3ReaderConstructorProtocol
+from ._protocol import DCPS3ReaderConstructorProtocol, S3ReaderConstructorProtocol
 from ._ranged import DEFAULT_BUFFER_SIZE, RangedS3Reader
 from ._sequential import SequentialS3Reader
+from ._stream import GetStreamCallable, ObjectInfoCallable, ObjectSize
 
 __all__ = [
     "DCPOptimizedConstructor",
@@ -14,6 +15,8 @@ __all__ = [
     "DEFAULT_BUFFER_SIZE",
     "DEFAULT_MAX_GAP_SIZE",
     "GetStreamCallable",
+    "ObjectInfoCallable",
+    "ObjectSize",
     "ItemRange",
     "RangeGroup",
     "RangedS3Reader",

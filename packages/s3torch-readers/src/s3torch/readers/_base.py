@@ -5,13 +5,9 @@ from __future__ import annotations
 import io
 import pickle
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from typing import Any, ClassVar, SupportsIndex, TypeVar
 
-from s3torch.client import GetObjectStream, HeadObjectResult, ObjectInfo
-
-ObjectInfoCallable = Callable[[], ObjectInfo | HeadObjectResult]
-GetStreamCallable = Callable[..., GetObjectStream]
+from ._stream import GetStreamCallable, ObjectInfoCallable
 
 _Reader = TypeVar("_Reader", bound="S3Reader")
 
@@ -49,14 +45,6 @@ def writable_view(buffer: Any) -> memoryview:
     if view.readonly:
         raise TypeError(f"argument must be a writable bytes-like object, not {type(buffer).__name__}")
     return view.cast("B") if view.format != "B" or view.ndim != 1 else view
-
-
-def pinned(stream: GetObjectStream, etag: str | None) -> GetObjectStream:
-    """Pin ``stream`` to a version of the object, so that every byte of one reader comes from one
-    version even across several streams (the stream raises ``ObjectChangedError`` otherwise)."""
-    if etag and isinstance(stream, GetObjectStream) and stream.etag is None:
-        stream.etag = etag
-    return stream
 
 
 class S3Reader(ABC, io.BufferedIOBase):

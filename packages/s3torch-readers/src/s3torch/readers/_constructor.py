@@ -8,7 +8,7 @@ from collections import defaultdict
 from functools import partial
 from typing import Any
 
-from ._base import ObjectInfoCallable, S3Reader
+from ._base import S3Reader
 from ._dcp_optimized import (
     DEFAULT_MAX_GAP_SIZE,
     FALLBACK_GUIDANCE,
@@ -16,9 +16,10 @@ from ._dcp_optimized import (
     ItemRange,
     check_max_gap_size,
 )
-from ._protocol import DCPS3ReaderConstructorProtocol, GetStreamCallable, S3ReaderConstructorProtocol
+from ._protocol import DCPS3ReaderConstructorProtocol, S3ReaderConstructorProtocol
 from ._ranged import RangedS3Reader
 from ._sequential import SequentialS3Reader
+from ._stream import GetStreamCallable, ObjectInfoCallable
 
 logger = logging.getLogger(__name__)
 

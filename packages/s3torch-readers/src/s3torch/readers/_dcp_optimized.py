@@ -24,16 +24,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from s3torch.client import GetObjectStream
+from s3torch.client import S3Exception
 
 from ._base import (
-    GetStreamCallable,
-    ObjectInfoCallable,
     S3Reader,
     check_position,
-    pinned,
     writable_view,
 )
+from ._stream import GetStreamCallable, ObjectInfoCallable, ReaderStream, reader_stream
 
 DEFAULT_MAX_GAP_SIZE = 32 * 1024 * 1024
 
@@ -84,7 +82,7 @@ def _check_ranges(item_ranges: Any) -> list[ItemRange]:
             continue
         if previous is not None:
             if item.start < previous.start:
-                raise ValueError(f"Unsorted ranges: {previous.start}-{previous.end} before {item.start}-{item.end}")
+                raise ValueError(f"Unsorted ranges: {previous.start}-{previous.end} and {item.start}-{item.end}")
             if item.start < previous.end:
                 raise ValueError(f"Overlapping ranges: {previous.start}-{previous.end} and {item.start}-{item.end}")
         ranges.append(item)
@@ -145,7 +143,7 @@ def prefetch_executor() -> ThreadPoolExecutor:
     return _POOL.get()
 
 
-def _fill(stream: GetObjectStream, limit: int) -> list[memoryview]:
+def _fill(stream: ReaderStream, limit: int) -> list[memoryview]:
     """Take chunks of ``stream`` until ``limit`` bytes or its end (runs on the prefetch pool)."""
     chunks: list[memoryview] = []
     taken = 0
@@ -161,7 +159,7 @@ def _fill(stream: GetObjectStream, limit: int) -> list[memoryview]:
 class _GroupFetch:
     """A range group being fetched ahead: its stream is the fetch's until ``future`` is done."""
 
-    stream: GetObjectStream
+    stream: ReaderStream
     future: Future[list[memoryview]]
 
     def discard(self) -> None:
@@ -203,7 +201,7 @@ class DCPOptimizedS3Reader(S3Reader):
         max_gap_size: float = DEFAULT_MAX_GAP_SIZE,
     ) -> None:
         # Set before anything can raise: io.IOBase's finalizer calls close() on a half-built reader.
-        self._stream: GetObjectStream | None = None
+        self._stream: ReaderStream | None = None
         self._leftover: memoryview | None = None  # yielded by the stream, not yet used
         self._ahead: dict[int, _GroupFetch] = {}  # group index -> its fetch ahead (after prefetch())
         self._pending: deque[memoryview] = deque()  # fetched ahead for the current group, unused
@@ -236,13 +234,17 @@ class DCPOptimizedS3Reader(S3Reader):
             return chunk
         if self._pending:
             return self._pending.popleft()
-        assert self._stream is not None
+        assert self._stream is not None  # type narrowing: _load opened the item's group
         try:
             chunk = next(self._stream)
         except StopIteration:
             where = "before reaching" if reaching else "while reading"
-            raise ValueError(
+            # The upstream's text first (a ValueError there), then the object, as in service errors.
+            raise S3Exception(
                 f"S3 stream exhausted at position {self._stream_position} {where} item {item.start}-{item.end}"
+                f" (GetObject s3://{self._bucket}/{self._key}: the object is shorter than the load plan says)",
+                bucket=self._bucket,
+                key=self._key,
             ) from None
         self._etag = self._etag or self._stream.etag
         if not self._responded:
@@ -280,7 +282,7 @@ class DCPOptimizedS3Reader(S3Reader):
             self._ahead.pop(skipped).discard()
         fetch = self._ahead.pop(index, None)
         if fetch is None:
-            self._stream = pinned(self._get_stream(group.start, group.end), self._etag)
+            self._stream = reader_stream(self._get_stream(group.start, group.end), self._etag)
         else:
             try:
                 chunks = fetch.future.result()
@@ -305,7 +307,7 @@ class DCPOptimizedS3Reader(S3Reader):
                 continue
             pool = pool or prefetch_executor()
             group = self._groups[index]
-            stream = pinned(self._get_stream(group.start, group.end), self._etag)
+            stream = reader_stream(self._get_stream(group.start, group.end), self._etag)
             self._ahead[index] = _GroupFetch(stream, pool.submit(_fill, stream, PREFETCH_BYTES_PER_GROUP))
 
     def _drop_stream(self) -> None:

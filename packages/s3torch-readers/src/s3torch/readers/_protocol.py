@@ -5,16 +5,11 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from s3torch.client import GetObjectStream
-
-from ._base import ObjectInfoCallable, S3Reader
+from ._base import S3Reader
+from ._stream import GetStreamCallable, ObjectInfoCallable
 
 if TYPE_CHECKING:
     from ._dcp_optimized import ItemRange
-
-
-class GetStreamCallable(Protocol):
-    def __call__(self, start: int | None = None, end: int | None = None) -> GetObjectStream: ...
 
 
 @runtime_checkable

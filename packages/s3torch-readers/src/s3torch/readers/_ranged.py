@@ -5,18 +5,16 @@ from __future__ import annotations
 import io
 from typing import Any, TypeVar
 
-from s3torch.client import S3Exception
+from s3torch.client import client_error
 
 from ._base import (
-    GetStreamCallable,
-    ObjectInfoCallable,
     S3Reader,
     check_position,
     check_size,
     check_whence,
-    pinned,
     writable_view,
 )
+from ._stream import GetStreamCallable, ObjectInfoCallable, info_etag, reader_stream
 
 DEFAULT_BUFFER_SIZE = 8 * 1024 * 1024
 
@@ -67,17 +65,18 @@ class RangedS3Reader(S3Reader):
         if self._size is None:
             info = self._get_object_info()
             self._size = info.size
-            self._etag = info.etag or None
+            self._etag = info_etag(info)
         return self._size
 
     def _fetch(self, view: memoryview, start: int) -> None:
         """Fill ``view`` with the bytes from ``start``, exactly."""
         end = start + len(view)
-        count = pinned(self._get_stream(start, end), self._etag).readinto(view)
+        count = reader_stream(self._get_stream(start, end), self._etag).readinto(view)
         if count != len(view):
-            raise S3Exception(
-                f"Client error: GetObject s3://{self._bucket}/{self._key} returned {count} bytes for range"
-                f" {start}-{end - 1} (the object is shorter than its size {self._size})",
+            raise client_error(
+                f"returned {count} bytes for range {start}-{end - 1} (the object is shorter than its size"
+                f" {self._size})",
+                operation="GetObject",
                 bucket=self._bucket,
                 key=self._key,
             )

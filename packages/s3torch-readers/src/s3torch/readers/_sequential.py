@@ -6,18 +6,16 @@ import io
 from bisect import bisect_right
 from typing import Any, TypeVar
 
-from s3torch.client import GetObjectStream, S3Exception
+from s3torch.client import client_error
 
 from ._base import (
-    GetStreamCallable,
-    ObjectInfoCallable,
     S3Reader,
     check_position,
     check_size,
     check_whence,
-    pinned,
     writable_view,
 )
+from ._stream import GetStreamCallable, ObjectInfoCallable, ReaderStream, info_etag, reader_stream
 
 #: ``readinto`` calls at least this large, at the end of what has been fetched, go from the socket
 #: straight into the caller's buffer and are not kept (a later backward seek into them fetches
@@ -50,7 +48,7 @@ class SequentialS3Reader(S3Reader):
         get_stream: GetStreamCallable,
     ) -> None:
         super().__init__(bucket, key, get_object_info, get_stream)
-        self._stream: GetObjectStream | None = None
+        self._stream: ReaderStream | None = None
         self._starts: list[int] = []  # offsets of the kept chunks, ascending
         self._chunks: list[memoryview] = []
         self._frontier = 0  # bytes taken from the stream so far
@@ -66,10 +64,11 @@ class SequentialS3Reader(S3Reader):
         if not self._exhausted:
             self._open_stream()
 
-    def _open_stream(self) -> GetObjectStream:
+    def _open_stream(self) -> ReaderStream:
         if self._stream is None:
             # From the frontier: 0, unless this reader was unpickled at a later position.
-            stream = pinned(self._get_stream(self._frontier) if self._frontier else self._get_stream(), self._etag)
+            source = self._get_stream(self._frontier) if self._frontier else self._get_stream()
+            stream = reader_stream(source, self._etag)
             stream.start()
             self._stream = stream
             self._etag = stream.etag
@@ -104,11 +103,12 @@ class SequentialS3Reader(S3Reader):
         start = self._starts[before] + len(self._chunks[before]) if before >= 0 else 0
         end = self._starts[before + 1] if before + 1 < len(self._starts) else self._frontier
         buffer = bytearray(end - start)
-        count = pinned(self._get_stream(start, end), self._etag).readinto(buffer)
+        count = reader_stream(self._get_stream(start, end), self._etag).readinto(buffer)
         if count != len(buffer):
-            raise S3Exception(
-                f"Client error: GetObject s3://{self._bucket}/{self._key} returned {count} bytes of"
-                f" range {start}-{end - 1} (the object is shorter than when it was first read)",
+            raise client_error(
+                f"returned {count} bytes of range {start}-{end - 1} (the object is shorter than when it was"
+                " first read)",
+                operation="GetObject",
                 bucket=self._bucket,
                 key=self._key,
             )
@@ -186,7 +186,7 @@ class SequentialS3Reader(S3Reader):
         if self._size is None:
             info = self._get_object_info()
             self._size = info.size
-            self._etag = self._etag or info.etag or None
+            self._etag = self._etag or info_etag(info)
         return self._size
 
     def _size_from_stream(self) -> int:
