@@ -88,3 +88,45 @@ def test_s3exception_takes_any_positional_arguments_like_exception() -> None:
     copy = pickle.loads(pickle.dumps(S3Exception("foo", 1, bucket="b", key="k", code="C", request_id="r", status=5)))
     assert copy.args == ("foo", 1)
     assert (copy.bucket, copy.key, copy.code, copy.request_id, copy.status) == ("b", "k", "C", "r", 5)
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "expected"),
+    [
+        ("NoSuchKey", 404, True),
+        ("NoSuchBucket", 404, True),  # a missing top directory: FileNotFoundError for a file system
+        ("NoSuchBucket", None, True),
+        ("NotFound", None, True),
+        (None, 404, True),  # HEAD: no body, no code
+        ("NoSuchUpload", 404, False),  # a missing upload id is no missing file
+        ("AccessDenied", 403, False),
+        (None, None, False),
+    ],
+)
+def test_is_not_found(code: str | None, status: int | None, expected: bool) -> None:
+    from s3torch.client import S3Exception, is_not_found
+
+    assert is_not_found(S3Exception("x", code=code, status=status)) is expected
+    assert is_not_found(FileNotFoundError()) is False
+
+
+def test_parse_s3_uri() -> None:
+    from pathlib import Path
+
+    from s3torch.client import parse_s3_uri
+
+    assert parse_s3_uri("s3://bucket/some/key") == ("bucket", "some/key")
+    assert parse_s3_uri("s3://bucket") == ("bucket", "")
+    assert parse_s3_uri("s3://bucket/") == ("bucket", "")
+    assert parse_s3_uri(Path("s3://bucket/k")) == ("bucket", "k")  # pathlib's s3:/ undone
+    assert parse_s3_uri("s3://bucket/k", require_key=True) == ("bucket", "k")
+    with pytest.raises(ValueError, match=r"^Only s3:// URIs are supported, got 'gs://b/k'$"):
+        parse_s3_uri("gs://b/k")
+    with pytest.raises(ValueError, match=r"^Only s3:// URIs are supported"):
+        parse_s3_uri("s3:/b/k")  # a string is taken as it is
+    with pytest.raises(ValueError, match=r"^Only s3:// URIs are supported"):
+        parse_s3_uri(None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^Bucket name must be non-empty, got 's3:///k'$"):
+        parse_s3_uri("s3:///k")
+    with pytest.raises(ValueError, match=r"^Key must be non-empty: 's3://b/' names a bucket, not an object$"):
+        parse_s3_uri("s3://b/", require_key=True)

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from s3torch.datasets import S3BucketKeyData, S3IterableDataset, S3MapDataset, parse_s3_uri
-from s3torch.datasets._common import get_objects_from_uris
 
 DATASETS = [S3IterableDataset, S3MapDataset]
 
@@ -73,13 +72,6 @@ def test_from_objects_takes_one_str_a_list_or_a_generator(dataset: Any) -> None:
         built = dataset.from_objects(uris, region="us-east-1")
         assert list(built._get_dataset_objects(None)) == [S3BucketKeyData("b", "k")]
         assert list(built._get_dataset_objects(None)) == [S3BucketKeyData("b", "k")]
-
-
-def test_get_objects_from_uris_is_upstream_compatible() -> None:
-    assert list(get_objects_from_uris(["s3://a/1", "s3://b/2/3"], None)) == [  # type: ignore[arg-type]
-        S3BucketKeyData("a", "1"),
-        S3BucketKeyData("b", "2/3"),
-    ]
 
 
 @pytest.mark.parametrize("dataset", DATASETS)

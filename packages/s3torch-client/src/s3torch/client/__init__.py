@@ -8,13 +8,14 @@ from importlib import metadata as _metadata
 
 from ._client import S3Client
 from ._config import S3ClientConfig
-from ._exceptions import ObjectChangedError, S3ClientConfigError, S3Exception, client_error
+from ._exceptions import ObjectChangedError, S3ClientConfigError, S3Exception, client_error, is_not_found
 from ._get_stream import GetObjectStream
 from ._list import ListObjectStream
 from ._metrics import S3ClientMetrics
 from ._put_stream import PutObjectStream
 from ._types import HeadObjectResult, ListObjectResult, ObjectInfo, RestoreStatus
 from ._uploads import MultipartUploadInfo
+from ._uri import parse_s3_uri
 from ._user_agent import UserAgent
 from ._writer import S3Writer
 
@@ -42,4 +43,6 @@ __all__ = [
     "UserAgent",
     "__version__",
     "client_error",
+    "is_not_found",
+    "parse_s3_uri",
 ]

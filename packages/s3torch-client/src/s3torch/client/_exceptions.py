@@ -77,6 +77,24 @@ class ObjectChangedError(S3Exception):
     """The object was replaced while it was being read; the bytes already read are stale."""
 
 
+#: Codes that say the object, or the bucket holding it, is not there. Not NoSuchUpload (also a 404):
+#: a missing upload id is no missing file.
+_NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "NotFound"})
+
+
+def is_not_found(error: BaseException) -> bool:
+    """Whether ``error`` says the object does not exist: an ``S3Exception`` with the code
+    ``NoSuchKey``, ``NotFound`` or ``NoSuchBucket``, or a 404 without a code (HEAD has no body).
+
+    A missing bucket counts: for a file system it is a missing top directory, which a local disk
+    reports as ``FileNotFoundError`` too (and s3fs does the same), so ``exists()`` is false and
+    ``open()`` raises ``FileNotFoundError``; the error's ``code`` still tells the two apart.
+    """
+    if not isinstance(error, S3Exception):
+        return False
+    return error.code in _NOT_FOUND_CODES or (error.code is None and error.status == 404)
+
+
 def describe(bucket: str | None, key: str | None) -> str:
     if bucket is None:
         return ""

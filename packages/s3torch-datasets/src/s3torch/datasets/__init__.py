@@ -4,7 +4,9 @@ resumable iteration."""
 
 from importlib import metadata as _metadata
 
-from ._common import S3BucketKeyData, parse_s3_uri
+from s3torch.client import parse_s3_uri
+
+from ._common import S3BucketKeyData
 from ._iterable import S3IterableDataset
 from ._map import S3MapDataset
 from ._prefetch import DEFAULT_PREFETCH

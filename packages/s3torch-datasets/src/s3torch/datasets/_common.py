@@ -9,12 +9,10 @@ from typing import Any, NamedTuple, TypeVar
 
 import torch.utils.data
 
-from s3torch.client import ObjectInfo, S3Client
+from s3torch.client import ObjectInfo, S3Client, parse_s3_uri
 from s3torch.readers import S3Reader, check_reader_constructor
 
 logger = logging.getLogger(__name__)
-
-_SCHEME = "s3://"
 
 _Item = TypeVar("_Item")
 
@@ -48,21 +46,6 @@ def deliverable(item: _Item) -> _Item:
     return item
 
 
-def parse_s3_uri(uri: str) -> tuple[str, str]:
-    """Split ``s3://bucket/key`` into ``(bucket, key)``; the key may be empty (``s3://bucket``).
-
-    Raises:
-        ValueError: ``uri`` is not an ``s3://`` URI ("Only s3:// URIs are supported") or names no
-            bucket ("Bucket name must be non-empty"); the message quotes the URI.
-    """
-    if not isinstance(uri, str) or not uri.startswith(_SCHEME):
-        raise ValueError(f"Only s3:// URIs are supported, got {uri!r}")
-    bucket, _, key = uri[len(_SCHEME) :].partition("/")
-    if not bucket:
-        raise ValueError(f"Bucket name must be non-empty, got {uri!r}")
-    return bucket, key
-
-
 def parse_object_uris(object_uris: str | Iterable[str]) -> tuple[S3BucketKeyData, ...]:
     """The objects named by one URI or by an iterable of URIs, parsed and checked now, so that a
     malformed URI fails at construction rather than in a DataLoader worker mid-epoch."""
@@ -71,16 +54,9 @@ def parse_object_uris(object_uris: str | Iterable[str]) -> tuple[S3BucketKeyData
         raise TypeError(f"object_uris must be a str or an iterable of str, got {type(object_uris).__name__}")
     objects = []
     for uri in uris:
-        bucket, key = parse_s3_uri(uri)
-        if not key:
-            raise ValueError(f"Object URI must name a key, not only a bucket, got {uri!r}")
+        bucket, key = parse_s3_uri(uri, require_key=True)
         objects.append(S3BucketKeyData(bucket, key))
     return tuple(objects)
-
-
-def get_objects_from_uris(object_uris: str | Iterable[str], client: S3Client) -> Iterator[S3BucketKeyData]:
-    """The objects named by URIs (upstream ``get_objects_from_uris``); ``client`` is unused."""
-    return iter(parse_object_uris(object_uris))
 
 
 def listed_objects(objects: tuple[S3BucketKeyData, ...], client: S3Client) -> Iterator[S3BucketKeyData]:

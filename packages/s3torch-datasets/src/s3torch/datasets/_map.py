@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import torch.utils.data
 
-from s3torch.client import S3Client, S3ClientConfig, UserAgent
+from s3torch.client import S3Client, S3ClientConfig, UserAgent, parse_s3_uri
 from s3torch.readers import S3Reader, S3ReaderConstructor, S3ReaderConstructorProtocol
 
 from ._common import (
@@ -22,7 +22,6 @@ from ._common import (
     identity,
     listed_objects,
     parse_object_uris,
-    parse_s3_uri,
 )
 from ._iterable import check_epoch, check_seed, sorted_objects
 from ._prefetch import DEFAULT_PREFETCH, PrefetchGate, PrefetchingReaders, check_prefetch, effective_prefetch

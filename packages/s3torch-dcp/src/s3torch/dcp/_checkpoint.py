@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from s3torch.client import S3Client, S3ClientConfig, S3Writer
+from s3torch.client import S3Client, S3ClientConfig, S3Writer, parse_s3_uri
 from s3torch.readers import S3Reader, S3ReaderConstructor, S3ReaderConstructorProtocol
-
-from ._uri import parse_object_uri
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +48,7 @@ class S3Checkpoint:
             ValueError: ``s3_uri`` is not an object URI.
             S3Exception: reading failed (when the first bytes are read).
         """
-        bucket, key = parse_object_uri(s3_uri)
+        bucket, key = parse_s3_uri(s3_uri, require_key=True)
         return self._client.get_object(bucket, key, reader_constructor=reader_constructor or self._reader_constructor)
 
     def writer(self, s3_uri: str) -> S3Writer:
@@ -59,5 +57,5 @@ class S3Checkpoint:
         Raises:
             ValueError: ``s3_uri`` is not an object URI.
         """
-        bucket, key = parse_object_uri(s3_uri)
+        bucket, key = parse_s3_uri(s3_uri, require_key=True)
         return self._client.put_object(bucket, key)

@@ -15,10 +15,10 @@ from typing import Any, TypeVar
 import torch
 from torch.distributed.checkpoint.filesystem import FileSystemBase
 
-from s3torch.client import S3Client, S3ClientConfig, S3Exception, UserAgent
+from s3torch.client import S3Client, S3ClientConfig, S3Exception, UserAgent, is_not_found, parse_s3_uri
 from s3torch.readers import DCPOptimizedS3Reader, S3ReaderConstructor, S3ReaderConstructorProtocol
 
-from ._uri import parse_object_uri, parse_s3_uri, path_to_str
+from ._uri import path_to_str
 
 logger = logging.getLogger(__name__)
 
@@ -28,13 +28,6 @@ _Path = TypeVar("_Path", bound=str | os.PathLike[Any])
 #: ``DELETE_MAX_WAIT_SECONDS`` between them (as upstream).
 DELETE_ATTEMPTS = 3
 DELETE_MAX_WAIT_SECONDS = 5.0
-
-_NOT_FOUND_CODES = frozenset({"NotFound", "NoSuchKey"})
-
-
-def is_not_found(error: S3Exception) -> bool:
-    """Whether ``error`` says the object does not exist (by S3 error code or HTTP status)."""
-    return error.status == 404 or error.code in _NOT_FOUND_CODES
 
 
 def dcp_user_agent(reader_constructor: S3ReaderConstructorProtocol | None) -> UserAgent:
@@ -107,7 +100,7 @@ class S3FileSystem(FileSystemBase):
             S3Exception: S3 refused a request (with ``create_only``: an object already exists).
         """
         if mode == "wb":
-            bucket, key = parse_object_uri(path)
+            bucket, key = parse_s3_uri(path, require_key=True)
             logger.debug("create_stream wb s3://%s/%s create_only=%s", bucket, key, self.create_only)
             writer = self._client.put_object(bucket, key, if_none_match="*" if self.create_only else None)
             try:
@@ -117,7 +110,7 @@ class S3FileSystem(FileSystemBase):
                 self._last_write_error = error
                 raise
         elif mode == "rb":
-            bucket, key = parse_object_uri(path)
+            bucket, key = parse_s3_uri(path, require_key=True)
             logger.debug("create_stream rb s3://%s/%s", bucket, key)
             reader = self._client.get_object(bucket, key, reader_constructor=self._reader_constructor)
             if isinstance(reader, DCPOptimizedS3Reader):
@@ -148,8 +141,8 @@ class S3FileSystem(FileSystemBase):
             S3Exception: the copy failed (a missing source: "Service error: The object was not
                 found"), or every attempt of the delete failed.
         """
-        old_bucket, old_key = parse_object_uri(path)
-        new_bucket, new_key = parse_object_uri(new_path)
+        old_bucket, old_key = parse_s3_uri(path, require_key=True)
+        new_bucket, new_key = parse_s3_uri(new_path, require_key=True)
         if old_bucket != new_bucket:
             raise ValueError(
                 "Source and destination buckets cannot be different (rename does not support cross-buckets operations)"
@@ -187,7 +180,7 @@ class S3FileSystem(FileSystemBase):
 
     def exists(self, path: str | os.PathLike[str]) -> bool:
         """Whether the object exists (a HEAD); errors other than "not found" are raised."""
-        bucket, key = parse_object_uri(path)
+        bucket, key = parse_s3_uri(path, require_key=True)
         try:
             self._client.head_object(bucket, key)
         except S3Exception as error:
@@ -198,7 +191,7 @@ class S3FileSystem(FileSystemBase):
 
     def rm_file(self, path: str | os.PathLike[str]) -> None:
         """Delete the object; a failure is logged, not raised (as upstream)."""
-        bucket, key = parse_object_uri(path)
+        bucket, key = parse_s3_uri(path, require_key=True)
         try:
             self._client.delete_object(bucket, key)
         except S3Exception as error:

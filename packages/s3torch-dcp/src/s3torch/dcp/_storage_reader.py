@@ -11,7 +11,7 @@ from torch.distributed.checkpoint.metadata import Metadata
 from torch.distributed.checkpoint.planner import LoadPlan, LoadPlanner, ReadItem
 from torch.futures import Future
 
-from s3torch.client import GetObjectStream, S3ClientConfig, S3Exception
+from s3torch.client import GetObjectStream, S3ClientConfig, S3Exception, is_not_found, parse_s3_uri
 from s3torch.readers import (
     DEFAULT_MAX_GAP_SIZE,
     DCPS3ReaderConstructorProtocol,
@@ -20,8 +20,8 @@ from s3torch.readers import (
 )
 
 from ._direct_load import DirectLoader, StreamOpener
-from ._file_system import S3FileSystem, is_not_found
-from ._uri import parse_object_uri, path_to_str
+from ._file_system import S3FileSystem
+from ._uri import path_to_str
 
 logger = logging.getLogger(__name__)
 
@@ -88,8 +88,10 @@ class S3StorageReader(FileSystemReader):
             if not is_not_found(error):
                 raise
             metadata_path = os.fspath(self._get_metadata_path(kwargs.get("rank")))
+            # The upstream's text for what is missing: the bucket, or the key.
+            missing = "bucket" if error.code == "NoSuchBucket" else "key"
             raise CheckpointNotFoundError(
-                f"Service error: The key does not exist: no checkpoint at {self.path}: {metadata_path} does not"
+                f"Service error: The {missing} does not exist: no checkpoint at {self.path}: {metadata_path} does not"
                 " exist. Its .metadata is written last, once every file of a save is complete: check the"
                 " path, and whether the save finished.",
                 bucket=error.bucket,
@@ -136,7 +138,7 @@ class S3StorageReader(FileSystemReader):
         return str(self._s3_fs.concat_path(self.path, relative_path))
 
     def _stream_opener(self, relative_path: str) -> StreamOpener:
-        bucket, key = parse_object_uri(self._file_uri(relative_path))
+        bucket, key = parse_s3_uri(self._file_uri(relative_path), require_key=True)
         client = self._s3_fs.client
 
         def open_stream(start: int, end: int, etag: str | None) -> GetObjectStream:

@@ -39,7 +39,7 @@ from typing import Any
 import fsspec  # type: ignore[import-untyped]
 from fsspec.spec import AbstractFileSystem  # type: ignore[import-untyped]
 
-from s3torch.client import S3Client, S3Exception
+from s3torch.client import S3Client, S3Exception, is_not_found, parse_s3_uri
 
 logger = logging.getLogger(__name__)
 
@@ -96,10 +96,6 @@ def register() -> bool:
     return True
 
 
-def _is_not_found(error: S3Exception) -> bool:
-    return error.status == 404 or error.code in ("NoSuchKey", "NoSuchBucket", "NotFound")
-
-
 def _not_found(uri: str) -> FileNotFoundError:
     """``[Errno 2] No such file or directory: 's3://...'``, as for a missing local file."""
     return FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), uri)
@@ -126,10 +122,7 @@ class S3FsspecFileSystem(AbstractFileSystem):  # type: ignore[misc]
     # ---- paths ----------------------------------------------------------------------------
     def _location(self, path: str) -> tuple[str, str]:
         stripped: str = self._strip_protocol(path)
-        bucket, _, key = stripped.partition("/")
-        if not bucket:
-            raise ValueError(f"{path!r} names no bucket")
-        return bucket, key
+        return parse_s3_uri(f"s3://{stripped}")
 
     def _object(self, path: str) -> tuple[str, str]:
         bucket, key = self._location(path)
@@ -168,7 +161,7 @@ class S3FsspecFileSystem(AbstractFileSystem):  # type: ignore[misc]
         try:
             head = self.client.head_object(bucket, key)
         except S3Exception as error:
-            if _is_not_found(error):
+            if is_not_found(error):
                 return None
             raise
         return self._file(bucket, key, head.size, head.etag, head.last_modified)
@@ -177,7 +170,7 @@ class S3FsspecFileSystem(AbstractFileSystem):  # type: ignore[misc]
         try:
             page = next(self.client.list_objects(bucket, f"{key}/", delimiter="/", max_keys=1), None)
         except S3Exception as error:
-            if _is_not_found(error):
+            if is_not_found(error):
                 return False
             raise
         return page is not None and bool(page.object_info or page.common_prefixes)
@@ -207,7 +200,7 @@ class S3FsspecFileSystem(AbstractFileSystem):  # type: ignore[misc]
                 ]
                 entries += [self._directory(f"{bucket}/{common.rstrip('/')}") for common in page.common_prefixes]
         except S3Exception as error:
-            if _is_not_found(error):
+            if is_not_found(error):
                 raise _not_found(f"s3://{bucket}") from error
             raise
         if not entries and key:
@@ -241,7 +234,7 @@ class S3FsspecFileSystem(AbstractFileSystem):  # type: ignore[misc]
             try:
                 reader.prefetch()  # sends the GET now, so a missing object fails here
             except S3Exception as error:
-                if _is_not_found(error):
+                if is_not_found(error):
                     raise _not_found(f"s3://{bucket}/{key}") from error
                 raise
             # io.BufferedReader gives text mode (io.TextIOWrapper) the read1() it needs, and
@@ -266,7 +259,7 @@ class S3FsspecFileSystem(AbstractFileSystem):  # type: ignore[misc]
         try:
             return b"".join(self.client.get_object_stream(bucket, key))
         except S3Exception as error:
-            if _is_not_found(error):
+            if is_not_found(error):
                 return b""
             raise
 
@@ -283,7 +276,7 @@ class S3FsspecFileSystem(AbstractFileSystem):  # type: ignore[misc]
         try:
             self.client.copy_object(source_bucket, source_key, target_bucket, target_key)
         except S3Exception as error:
-            if _is_not_found(error):  # fsspec's copy() skips or raises on FileNotFoundError only
+            if is_not_found(error):  # fsspec's copy() skips or raises on FileNotFoundError only
                 raise _not_found(f"s3://{source_bucket}/{source_key}") from error
             raise
 
