@@ -205,3 +205,82 @@ def test_strategies_pickle(strategy: S3PrefixStrategyBase) -> None:
     # dcp.async_save(..., async_checkpointer_type=PROCESS) pickles the storage writer.
     copy = pickle.loads(pickle.dumps(strategy))
     assert [copy(rank) for rank in range(12)] == [strategy(rank) for rank in range(12)]
+
+
+# ---- the prefix count of a save: its world size, when it runs -------------------------------
+
+
+@pytest.mark.parametrize("strategy_type", [BinaryPrefixStrategy, HexPrefixStrategy])
+def test_a_strategy_built_before_the_process_group_spreads_a_large_save(
+    strategy_type: type[NumericPrefixStrategy],
+) -> None:
+    assert not dist.is_initialized()
+    strategy = strategy_type()  # e.g. in a config module, before init_process_group
+    prefixes = strategy.prefixes_for_save(range(1000), world_size=1000)
+    leading = [prefix.split("/")[0] for prefix in prefixes]
+    assert len(set(leading)) == 1000
+    assert prefixes[3] == f"{strategy_type(prefix_count=1000)(3)}"
+    # Outside a save it is as before: one prefix without torch.distributed.
+    assert strategy.prefix_count == 1
+    assert strategy(3) == "0000000000/__3_"
+
+
+def test_the_world_size_is_read_when_the_strategy_is_called(world_size: object) -> None:
+    strategy = BinaryPrefixStrategy()
+    assert strategy.prefix_count == 1
+    world_size(4)  # type: ignore[operator]  # the process group comes after the strategy
+    assert strategy.prefix_count == 4
+    assert [strategy(rank) for rank in range(4)] == [
+        "0000000000/__0_",
+        "1000000000/__1_",
+        "0100000000/__2_",
+        "1100000000/__3_",
+    ]
+
+
+def test_the_save_world_size_wins_over_torch_distributed(world_size: object) -> None:
+    world_size(2)  # type: ignore[operator]
+    strategy = HexPrefixStrategy()
+    assert strategy.prefixes_for_save([0, 1, 2, 17], world_size=20) == [
+        "0000000000/__0_",
+        "1000000000/__1_",
+        "2000000000/__2_",
+        "1100000000/__17_",
+    ]
+    assert strategy.prefix_count == 2  # the save's size applied only while it asked
+
+
+@pytest.mark.parametrize("strategy_type", [BinaryPrefixStrategy, HexPrefixStrategy])
+def test_an_explicit_prefix_count_is_kept_as_given(strategy_type: type[NumericPrefixStrategy]) -> None:
+    strategy = strategy_type(prefix_count=4)
+    prefixes = strategy.prefixes_for_save(range(1000), world_size=1000)
+    assert len({prefix.split("/")[0] for prefix in prefixes}) == 4
+    assert strategy.prefix_count == 4
+    strategy.prefix_count = 8
+    assert len({prefix.split("/")[0] for prefix in strategy.prefixes_for_save(range(16), 16)}) == 8
+    with pytest.raises(ValueError, match="Prefix count must be a positive integer"):
+        strategy.prefix_count = 0
+
+
+def test_strategies_that_do_not_depend_on_the_world_size_answer_as_called() -> None:
+    assert DefaultPrefixStrategy().prefixes_for_save([0, 7], world_size=8) == ["__0_", "__7_"]
+    assert RoundRobinPrefixStrategy(["a", "b", "c"]).prefixes_for_save(range(4), 4) == [
+        "a/__0_",
+        "b/__1_",
+        "c/__2_",
+        "a/__3_",
+    ]
+
+
+def test_a_subclass_overriding_generate_prefix_is_asked_through_it() -> None:
+    class Tagged(BinaryPrefixStrategy):
+        def generate_prefix(self, rank: int) -> str:
+            return "tag-" + super().generate_prefix(rank)
+
+    assert Tagged(min_prefix_length=2).prefixes_for_save([1, 2], world_size=4) == ["tag-10/__1_", "tag-01/__2_"]
+
+
+@pytest.mark.parametrize("value", [0, -1, 2.0, True, "4"])
+def test_the_save_world_size_must_be_a_positive_integer(value: object) -> None:
+    with pytest.raises(ValueError, match="World size must be a positive integer"):
+        BinaryPrefixStrategy().prefixes_for_save([0], world_size=value)  # type: ignore[arg-type]

@@ -37,6 +37,7 @@ from s3torch.client import S3Client, S3Exception
 from s3torch.dcp import (
     BinaryPrefixStrategy,
     DefaultPrefixStrategy,
+    HexPrefixStrategy,
     RoundRobinPrefixStrategy,
     S3FileSystem,
     S3StorageReader,
@@ -133,6 +134,16 @@ def test_prepare_global_plan_assigns_the_strategy_prefixes(
     result = storage.prepare_global_plan(plans)
     assert [plan.storage_data for plan in result] == [_StoragePrefix(prefix) for prefix in prefixes]
     assert result[2].planner_data == "kept"
+
+
+def test_prepare_global_plan_takes_the_prefix_count_from_the_plans_of_the_save(s3: MockBucket) -> None:
+    # The strategy is built with no process group (prefix_count would be 1 at construction);
+    # the coordinator's plans are one per rank: 1,000 ranks land on 1,000 prefixes.
+    storage = writer(s3.uri("ckpt"), prefix_strategy=HexPrefixStrategy(), overwrite=False)
+    result = storage.prepare_global_plan([SavePlan([]) for _ in range(1000)])
+    leading = [plan.storage_data.prefix.split("/")[0] for plan in result]
+    assert len(set(leading)) == 1000
+    assert result[17].storage_data == _StoragePrefix("1100000000/__17_")
 
 
 def test_prepare_global_plan_without_collectives_uses_the_rank(s3: MockBucket) -> None:

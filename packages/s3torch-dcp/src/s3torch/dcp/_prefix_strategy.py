@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 
 import torch.distributed as dist
 
@@ -23,6 +24,14 @@ def _check_epoch(epoch_num: object) -> int | None:
     if epoch_num is not None and (isinstance(epoch_num, bool) or not isinstance(epoch_num, int)):
         raise ValueError(f"Epoch number must be None or an integer, got {epoch_num!r}")
     return epoch_num
+
+
+def _check_prefix_count(prefix_count: object) -> int | None:
+    if prefix_count is not None and (
+        isinstance(prefix_count, bool) or not isinstance(prefix_count, int) or prefix_count < 1
+    ):
+        raise ValueError(f"Prefix count must be a positive integer, got {prefix_count!r}")
+    return prefix_count
 
 
 def _epoch_part(epoch_num: int | None) -> str:
@@ -40,6 +49,13 @@ class S3PrefixStrategyBase(ABC):
     @abstractmethod
     def generate_prefix(self, rank: int) -> str:
         """The start of the names of rank ``rank``'s files, e.g. ``"__3_"``."""
+
+    def prefixes_for_save(self, ranks: Sequence[int], world_size: int) -> list[str]:
+        """The prefixes of ``ranks`` in a save by ``world_size`` ranks: what ``S3StorageWriter``
+        asks when the save runs (s3torch addition). By default ``self(rank)`` for each rank; a
+        strategy whose layout depends on the world size (``NumericPrefixStrategy`` without an
+        explicit ``prefix_count``) takes it from ``world_size`` here."""
+        return [self(rank) for rank in ranks]
 
 
 class DefaultPrefixStrategy(S3PrefixStrategyBase):
@@ -81,8 +97,10 @@ class NumericPrefixStrategy(S3PrefixStrategyBase):
         base: The base of the numbers (2 to 36).
         epoch_num: Adds an ``epoch_<n>/`` level under each prefix when set.
         min_prefix_length: The least number of digits of a prefix (at least 1).
-        prefix_count: How many distinct prefixes (at least 1); by default the world size when
-            ``torch.distributed`` is initialized (at construction), else 1.
+        prefix_count: How many distinct prefixes (at least 1), kept as given. By default the
+            world size of the save, taken when the save runs (not when the strategy is built,
+            which may be before the process group exists); called outside a save, the world
+            size of ``torch.distributed`` when it is initialized, else 1.
 
     Raises:
         ValueError: an argument is outside the ranges above.
@@ -99,21 +117,49 @@ class NumericPrefixStrategy(S3PrefixStrategyBase):
             raise ValueError(f"Base must be an integer from 2 to {len(_DIGITS)}, got {base!r}")
         if isinstance(min_prefix_length, bool) or not isinstance(min_prefix_length, int) or min_prefix_length < 1:
             raise ValueError(f"Minimum prefix length must be at least 1, got {min_prefix_length!r}")
-        if prefix_count is not None and (
-            isinstance(prefix_count, bool) or not isinstance(prefix_count, int) or prefix_count < 1
-        ):
-            raise ValueError(f"Prefix count must be a positive integer, got {prefix_count!r}")
         self.base = base
         self.epoch_num = _check_epoch(epoch_num)
         self.min_prefix_length = min_prefix_length
-        self.prefix_count = prefix_count if prefix_count is not None else self._default_prefix_count()
-        self.prefix_map = self._generate_prefix_map()
+        self._explicit_prefix_count = _check_prefix_count(prefix_count)
+        # The world size of the save under way (set by prefixes_for_save while it asks).
+        self._save_world_size: int | None = None
+        self._prefix_maps: dict[int, list[str]] = {}
 
-    @staticmethod
-    def _default_prefix_count() -> int:
+    @property
+    def prefix_count(self) -> int:
+        """How many distinct prefixes: ``prefix_count`` as given, else the world size of the
+        save under way, else that of an initialized ``torch.distributed``, else 1."""
+        if self._explicit_prefix_count is not None:
+            return self._explicit_prefix_count
+        if self._save_world_size is not None:
+            return self._save_world_size
         if dist.is_available() and dist.is_initialized():
             return dist.get_world_size()
         return 1
+
+    @prefix_count.setter
+    def prefix_count(self, value: int | None) -> None:
+        self._explicit_prefix_count = _check_prefix_count(value)
+
+    @property
+    def prefix_map(self) -> list[str]:
+        """The ``prefix_count`` prefixes, in rank order."""
+        count = self.prefix_count
+        prefixes = self._prefix_maps.get(count)
+        if prefixes is None:
+            prefixes = self._prefix_maps[count] = self._generate_prefix_map(count)
+        return prefixes
+
+    def prefixes_for_save(self, ranks: Sequence[int], world_size: int) -> list[str]:
+        if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
+            raise ValueError(f"World size must be a positive integer, got {world_size!r}")
+        if self._explicit_prefix_count is not None:
+            return super().prefixes_for_save(ranks, world_size)
+        previous, self._save_world_size = self._save_world_size, world_size
+        try:
+            return super().prefixes_for_save(ranks, world_size)
+        finally:
+            self._save_world_size = previous
 
     def _to_base(self, number: int) -> str:
         digits = ""
@@ -123,10 +169,10 @@ class NumericPrefixStrategy(S3PrefixStrategyBase):
             if number == 0:
                 return digits
 
-    def _generate_prefix_map(self) -> list[str]:
-        width = max(len(self._to_base(self.prefix_count - 1)), self.min_prefix_length)
-        prefixes = [self._to_base(index).zfill(width)[::-1] for index in range(self.prefix_count)]
-        logger.debug("Prefix map of base %d with %d prefixes: %s", self.base, self.prefix_count, prefixes[:8])
+    def _generate_prefix_map(self, count: int) -> list[str]:
+        width = max(len(self._to_base(count - 1)), self.min_prefix_length)
+        prefixes = [self._to_base(index).zfill(width)[::-1] for index in range(count)]
+        logger.debug("Prefix map of base %d with %d prefixes: %s", self.base, count, prefixes[:8])
         return prefixes
 
     def generate_prefix(self, rank: int) -> str:

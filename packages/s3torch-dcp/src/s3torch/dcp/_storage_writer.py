@@ -11,6 +11,7 @@ import queue
 import threading
 from typing import Any
 
+import torch.distributed as dist
 from torch.distributed.checkpoint import filesystem as torch_filesystem
 from torch.distributed.checkpoint.filesystem import FileSystemWriter, _StoragePrefix
 from torch.distributed.checkpoint.metadata import Metadata
@@ -104,9 +105,15 @@ class S3StorageWriter(FileSystemWriter):
         rank: int | None = getattr(self, "rank", None)
         if rank is not None and not getattr(self, "use_collectives", True):
             # Without collectives every rank plans alone: its plan index is not its rank.
-            prefixes = [self.prefix_strategy(rank) for _ in plans]
+            if dist.is_available() and dist.is_initialized():
+                prefixes = self.prefix_strategy.prefixes_for_save([rank] * len(plans), dist.get_world_size())
+            else:
+                prefixes = [self.prefix_strategy(rank) for _ in plans]
         else:
-            prefixes = [self.prefix_strategy(index) for index in range(len(plans))]
+            # The coordinator holds one plan per rank: the world size of this save, whenever
+            # the strategy was built (a strategy made before the process group must not put
+            # every rank under one prefix).
+            prefixes = self.prefix_strategy.prefixes_for_save(range(len(plans)), len(plans))
         if getattr(self, "overwrite", True):
             # Runs on the coordinator only, before any rank writes: the old .metadata must not
             # describe a mixture of old and new files while this save is under way.
