@@ -93,13 +93,18 @@ def _local_torch_wheel(version: str) -> str | None:
     return None
 
 
-def install_torch(session: nox.Session, version: str) -> None:
+def _torch_requirement(session: nox.Session, version: str) -> str:
+    """torch ``version``: the local CPU wheel where there is one for the session's Python."""
     wheel = (
         _local_torch_wheel(version)
         if session.python in (None, f"{sys.version_info[0]}.{sys.version_info[1]}")
         else None
     )
-    session.install(wheel or f"torch=={version}")
+    return wheel or f"torch=={version}"
+
+
+def install_torch(session: nox.Session, version: str) -> None:
+    session.install(_torch_requirement(session, version))
 
 
 def install_packages(session: nox.Session, *groups: str) -> None:
@@ -168,9 +173,18 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(python=PYTHONS[:1])
 def bench(session: nox.Session) -> None:
-    """Benchmarks against local servers; prints a table. See integration-tests/benchmarks/README.md."""
+    """Benchmarks against local servers, s3torch side by side with the upstream s3torchconnector,
+    boto3, s3fs and curl; prints a table (``-- --report``: writes docs/pages/performance.md, its
+    plots and raw numbers). See integration-tests/benchmarks/README.md."""
     install_torch(session, TORCHES[0])
     install_packages(session, "bench")
+    # The upstream only here, with torch pinned to the build just installed (its requirement
+    # "torch>=2.0.1" must not pull another one); optional: without it its rows say so.
+    upstream = nox.project.dependency_groups(PYPROJECT, "bench-upstream")
+    try:
+        session.install(*upstream, _torch_requirement(session, TORCHES[0]))
+    except nox.command.CommandFailed:
+        session.warn(f"could not install {', '.join(upstream)}: the upstream's rows are reported as not measured")
     session.run("python", "integration-tests/benchmarks/run.py", *session.posargs)
 
 
