@@ -116,6 +116,20 @@ def boto3_client(store: Store, max_pool_connections: int = 10) -> Any:
     return boto3.session.Session().client("s3", endpoint_url=store.endpoint, config=config)
 
 
+def s3fs_filesystem(store: Store) -> Any:
+    """An s3fs file system on ``store`` (its own instance, not fsspec's cached one), or a
+    ``Skip``-worthy reason as a string where s3fs is not installed."""
+    try:
+        import s3fs
+    except ImportError as error:
+        return f"s3fs is not installed ({error})"
+    return s3fs.S3FileSystem(
+        client_kwargs={"endpoint_url": store.endpoint, "region_name": store.region},
+        config_kwargs={"s3": {"addressing_style": "path" if store.path_style else "auto"}},
+        skip_instance_cache=True,
+    )
+
+
 def presigned_get_url(client: Any, store: Store, key: str) -> str:
     """A URL any HTTP client (curl) can GET: signed for a real store, ignored by nginx."""
     url: str = client.generate_presigned_url("get_object", Params={"Bucket": store.bucket, "Key": key}, ExpiresIn=3600)

@@ -1,8 +1,11 @@
 """Timing, CPU accounting and medians.
 
 CPU is user + system time from ``getrusage``: of this process (every thread) for contenders that
-run in-process, of the child itself (``wait4``) for external programs such as curl. The servers
-run in other processes, so their CPU is never counted. Contenders of one scenario run
+run in-process (plus, for those that fork workers, the workers that ended during the run), of the
+child itself (``wait4``) for external programs such as curl. The servers run in other
+processes, so their CPU is never counted. Peak RSS is the process's high-water mark during the
+run (Linux: reset before each run through ``/proc/self/clear_refs``), plus the largest sum of
+its worker processes' RSS seen while they ran (sampled every 20 ms). Contenders of one scenario run
 interleaved: every round runs each of them once, starting one further down the list each round,
 so a drift of the machine (page cache, thermal, a noisy neighbour) spreads over all of them.
 """
@@ -17,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +51,8 @@ class Sample:
     objects: int
     server_cpu: float | None = None  # CPU seconds of the server's processes, where measurable
     requests: int | None = None  # requests the server answered, where it counts them
+    peak_rss: int | None = None  # bytes: the process's peak resident set (and its workers')
+    first: float | None = None  # seconds to the first object, where the contender tells
 
     @property
     def cpu(self) -> float:
@@ -81,6 +87,68 @@ def _nothing() -> None:
     return None
 
 
+def _status_kib(path: str, field_name: str) -> int | None:
+    try:
+        with open(path) as status:
+            for line in status:
+                if line.startswith(field_name):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _children_pids() -> list[int]:
+    pids: list[int] = []
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return pids
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/children") as children:
+                pids += [int(pid) for pid in children.read().split()]
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+class PeakMemory:
+    """The peak RSS of this process during a block (and, with ``children``, the largest sum
+    of its child processes' RSS seen while it ran). ``peak`` is None where /proc does not tell."""
+
+    def __init__(self, children: bool) -> None:
+        self._children = children
+        self._stop = threading.Event()
+        self._children_peak_kib = 0
+        self._thread: threading.Thread | None = None
+        self.peak: int | None = None
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            total = sum(_status_kib(f"/proc/{pid}/status", "VmRSS:") or 0 for pid in _children_pids())
+            self._children_peak_kib = max(self._children_peak_kib, total)
+
+    def __enter__(self) -> PeakMemory:
+        try:
+            with open("/proc/self/clear_refs", "w") as clear:
+                clear.write("5")  # resets VmHWM to the current RSS
+        except OSError:
+            pass
+        if self._children:
+            self._thread = threading.Thread(target=self._sample, name="bench-rss", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+        high_water = _status_kib("/proc/self/status", "VmHWM:")
+        if high_water is not None:
+            self.peak = (high_water + self._children_peak_kib) * 1024
+
+
 @dataclass
 class Contender:
     """One way of doing a scenario's work. ``measure`` runs it once and returns what it cost;
@@ -100,19 +168,40 @@ def _check(name: str, moved: Transfer, expected: Transfer) -> None:
 
 
 def in_process(
-    name: str, run: Callable[[], Transfer], expected: Transfer, after: Callable[[], None] = _nothing
+    name: str,
+    run: Callable[[], Transfer],
+    expected: Transfer,
+    after: Callable[[], None] = _nothing,
+    children: bool = False,
+    first: Callable[[], float | None] | None = None,
 ) -> Contender:
-    """A contender that runs in this process: CPU is this process's (all threads) during ``run``."""
+    """A contender that runs in this process: CPU is this process's (all threads) during ``run``;
+    with ``children``, also that of the child processes that ended during it (a DataLoader's
+    workers, joined at the end of the epoch), and their RSS. ``first``, called after the run,
+    tells the seconds it took to the first object."""
 
     def measure() -> Sample:
         before = resource.getrusage(resource.RUSAGE_SELF)
-        started = time.perf_counter()
-        moved = run()
-        wall = time.perf_counter() - started
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        with PeakMemory(children) as memory:
+            started = time.perf_counter()
+            moved = run()
+            wall = time.perf_counter() - started
         usage = resource.getrusage(resource.RUSAGE_SELF)
+        children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
         _check(name, moved, expected)
+        user, system = usage.ru_utime - before.ru_utime, usage.ru_stime - before.ru_stime
+        if children:
+            user += children_after.ru_utime - children_before.ru_utime
+            system += children_after.ru_stime - children_before.ru_stime
         return Sample(
-            wall, usage.ru_utime - before.ru_utime, usage.ru_stime - before.ru_stime, moved.bytes, moved.objects
+            wall,
+            user,
+            system,
+            moved.bytes,
+            moved.objects,
+            peak_rss=memory.peak,
+            first=first() if first is not None else None,
         )
 
     return Contender(name, measure, after)
@@ -139,7 +228,7 @@ def child_process(name: str, argv: Sequence[str], expected: Transfer, parse: Cal
                 raise BenchmarkError(f"{name}: {argv[0]} exited with {process.returncode}: {message}")
         moved = parse(output.decode())
         _check(name, moved, expected)
-        return Sample(wall, usage.ru_utime, usage.ru_stime, moved.bytes, moved.objects)
+        return Sample(wall, usage.ru_utime, usage.ru_stime, moved.bytes, moved.objects, peak_rss=usage.ru_maxrss * 1024)
 
     return Contender(name, measure)
 
@@ -222,6 +311,19 @@ class Summary:
     @property
     def wall(self) -> float:
         return self._median(lambda sample: sample.wall)
+
+    @property
+    def peak_rss_mib(self) -> float:
+        return self._median(lambda sample: float("nan") if sample.peak_rss is None else sample.peak_rss / 2**20)
+
+    @property
+    def first_seconds(self) -> float:
+        return self._median(lambda sample: float("nan") if sample.first is None else sample.first)
+
+    @property
+    def objects_per_second_range(self) -> tuple[float, float]:
+        values = [sample.objects_per_second for sample in self.samples]
+        return min(values), max(values)
 
 
 def progress_line(prefix: str) -> Progress:

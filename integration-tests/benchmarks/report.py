@@ -100,6 +100,8 @@ def _rows(result: ScenarioResult) -> list[list[str]]:
             "CPU-s/GiB",
             "server CPU ms/object",
             "requests",
+            "first s",
+            "peak RSS MiB",
             "wall s",
         ]
         rows = [
@@ -111,12 +113,23 @@ def _rows(result: ScenarioResult) -> list[list[str]]:
                 _number(summary.cpu_seconds_per_gib, 2),
                 _number(summary.server_cpu_ms_per_object, 3),
                 _number(summary.requests),
+                _number(summary.first_seconds, 3),
+                _number(summary.peak_rss_mib),
                 _number(summary.wall, 2),
             ]
             for summary in result.summaries
         ]
     else:
-        header = ["contender", "MB/s", "MB/s min-max", "CPU-s/GiB", "server CPU-s/GiB", "requests", "wall s"]
+        header = [
+            "contender",
+            "MB/s",
+            "MB/s min-max",
+            "CPU-s/GiB",
+            "server CPU-s/GiB",
+            "requests",
+            "peak RSS MiB",
+            "wall s",
+        ]
         rows = []
         for summary in result.summaries:
             low, high = summary.megabytes_per_second_range
@@ -128,6 +141,7 @@ def _rows(result: ScenarioResult) -> list[list[str]]:
                     _number(summary.cpu_seconds_per_gib, 2),
                     _number(summary.server_cpu_seconds_per_gib, 2),
                     _number(summary.requests),
+                    _number(summary.peak_rss_mib),
                     _number(summary.wall, 2),
                 ]
             )

@@ -73,6 +73,18 @@ class Scenario:
     #: Lines shown under the section: contenders that were skipped and why, what was verified.
     notes: list[str] = field(default_factory=list)
     close: Callable[[], None] = _no_cleanup
+    #: (s3torch contender, upstream contender) pairs of the same work: the report's
+    #: "s3torch / upstream" rows, ratios and plots.
+    pairs: list[tuple[str, str]] = field(default_factory=list)
+    #: The server each measurement used, for the report (default: the store's description).
+    server: str | None = None
+
+
+def versus_upstream(
+    ours: str, theirs: str, at_least: float | None = None, cpu_at_most: float | None = None
+) -> list[Ratio]:
+    """The checks of one s3torch / upstream pair: throughput and CPU, each with its goal if any."""
+    return [Ratio(ours, theirs, at_least=at_least), Ratio(ours, theirs, metric="cpu", at_most=cpu_at_most)]
 
 
 @dataclass

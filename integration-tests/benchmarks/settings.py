@@ -43,6 +43,8 @@ class Settings:
     only: tuple[str, ...]  # fnmatch patterns of scenario keys; empty: all
     json_path: Path | None
     strict: bool  # exit 1 when a target is missed
+    quick: bool = False  # a smoke run: every scenario, small sizes
+    report: bool = False  # write docs/pages/performance.md, its plots and its raw numbers
 
     @property
     def remote(self) -> bool:
@@ -107,6 +109,11 @@ def parser() -> argparse.ArgumentParser:
     result.add_argument("--list", action="store_true", help="list the scenarios and exit")
     result.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON (S3TORCH_BENCH_JSON)")
     result.add_argument(
+        "--report",
+        action="store_true",
+        help="write the performance page: docs/pages/performance.md, its PNG plots and the raw numbers as JSON",
+    )
+    result.add_argument(
         "--strict", action="store_true", help="exit with status 1 when a target is missed (S3TORCH_BENCH_STRICT=1)"
     )
     return result
@@ -152,6 +159,8 @@ def settings_from(arguments: argparse.Namespace) -> Settings:
         only=only,
         json_path=json_value,
         strict=arguments.strict or bool(_env_flag("S3TORCH_BENCH_STRICT")),
+        quick=quick,
+        report=arguments.report,
     )
 
 

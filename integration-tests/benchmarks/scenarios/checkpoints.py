@@ -1,26 +1,27 @@
-"""Checkpoints through s3torch-dcp: ``torch.save`` / ``torch.load`` through ``S3Checkpoint``, and
-``torch.distributed.checkpoint`` save and full load through ``S3StorageWriter`` /
-``S3StorageReader`` with each reader strategy.
+"""Checkpoints through s3torch-dcp, side by side with the upstream's (``s3torchconnector``):
+``torch.save`` / ``torch.load`` through ``S3Checkpoint``, and ``torch.distributed.checkpoint``
+save, full and partial load through ``S3StorageWriter`` / ``S3StorageReader`` with each reader
+strategy.
 
 The state dict looks like a training checkpoint: a model's weights (``model.*``: 4 large and 128
 small float32 tensors) and its Adam optimizer state (``optim.*``: ``exp_avg`` and ``exp_avg_sq``
-of each weight), ``CHECKPOINT_MIB`` in all (1 GiB by default, capped at ``--size-mib``), three
+of each weight), ``CHECKPOINT_MIB`` in all (512 MiB by default, capped at ``--size-mib``), three
 quarters in the 12 large tensors.
 
-* ``checkpoint-<profile>`` (``S3Checkpoint``): ``torch.save`` into ``writer()`` next to
-  ``torch.save`` into memory plus boto3 ``upload_fileobj``; ``torch.load`` from ``reader()``
-  (sequential and range-based) next to boto3 ``get_object().read()`` plus ``torch.load`` from
-  memory. MB/s count the bytes of the ``torch.save`` file.
+* ``checkpoint-<profile>`` (``S3Checkpoint``): ``torch.save`` into ``writer()`` (s3torch, the
+  upstream) next to ``torch.save`` into memory plus boto3 ``upload_fileobj``; ``torch.load`` from
+  ``reader()`` (sequential and range-based, s3torch and the upstream) next to boto3
+  ``get_object().read()`` and s3fs ``open()``. MB/s count the bytes of the ``torch.save`` file.
 * ``dcp-<profile>``: ``dcp.save`` with 1 and with ``DCP_THREADS`` files per rank; ``dcp.load`` of
   the whole state dict with each reader strategy (the checkpoint read was saved with
   ``DCP_THREADS`` files); and a partial ``dcp.load`` of the model's weights only (a third of the
-  bytes, as for inference or fine-tuning from a training checkpoint). MB/s count the bytes of
-  the tensors loaded.
+  bytes, as for inference or fine-tuning from a training checkpoint); s3torch and the upstream.
+  MB/s count the bytes of the tensors.
 
-Stores: moto (saves and loads, ``CHECKPOINT_MOTO_MIB``: moto answers every ranged GET by reading
-the whole object, see README, so a full-size run there takes most of an hour), nginx loopback and
-s3-like (loads; the files are put in nginx's directory first, unmeasured), and the store of
-``S3TORCH_BENCH_*``.
+Stores: saves on moto (``CHECKPOINT_MOTO_MIB``; moto limits their speed, so compare client CPU),
+loads from nginx loopback and s3-like (GET/Range only; the files are put in nginx's directory
+first, unmeasured: moto re-reads the whole object for every ranged GET and would be the limit),
+both on the store of ``S3TORCH_BENCH_*``.
 """
 
 from __future__ import annotations
@@ -32,19 +33,20 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import upstream
 from botocore.exceptions import ClientError
-from fixtures import boto3_client
+from fixtures import boto3_client, s3fs_filesystem
 from measure import BenchmarkError, Contender, Transfer, in_process
-from scenario import BenchContext, Check, Ratio, Scenario, Skip, register
+from scenario import BenchContext, Check, Ratio, Scenario, Skip, register, versus_upstream
 from servers import LOOPBACK, MOTO, REMOTE, S3_LIKE, Store
 from settings import MIB
 
 from s3torch.client import S3ClientConfig
 
 #: Size of the state dict (MiB), at most ``--size-mib``; ``S3TORCH_BENCH_CHECKPOINT_MIB``.
-CHECKPOINT_MIB = 1024
+CHECKPOINT_MIB = 512
 #: The same against moto; ``S3TORCH_BENCH_CHECKPOINT_MOTO_MIB``.
-CHECKPOINT_MOTO_MIB = 256
+CHECKPOINT_MOTO_MIB = 512
 LARGE_WEIGHTS = 4
 SMALL_WEIGHTS = 128
 #: Files per rank of the checkpoint the DCP loads read (and of the second save row).
@@ -57,6 +59,16 @@ SAVE_BOTO3 = "torch.save -> memory, boto3 upload_fileobj"
 LOAD_SEQUENTIAL = "torch.load <- S3Checkpoint.reader, sequential"
 LOAD_RANGED = "torch.load <- S3Checkpoint.reader, range_based"
 LOAD_BOTO3 = "torch.load <- boto3 get_object().read()"
+LOAD_S3FS = "torch.load <- s3fs open()"
+UPSTREAM_SAVE = f"{upstream.PREFIX} {SAVE}"
+UPSTREAM_LOAD_SEQUENTIAL = f"{upstream.PREFIX} {LOAD_SEQUENTIAL}"
+UPSTREAM_LOAD_RANGED = f"{upstream.PREFIX} torch.load <- S3Client.get_object, range_based"
+#: Issue 12's goals: torch.load >= 2x the upstream's where the server is not the limit; the
+#: client CPU of torch.save <= 0.5x, of dcp.save <= 0.6x the upstream's; dcp load >= 2x.
+LOAD_VERSUS_UPSTREAM = 2.0
+SAVE_CPU_VERSUS_UPSTREAM = 0.5
+DCP_SAVE_CPU_VERSUS_UPSTREAM = 0.6
+DCP_LOAD_VERSUS_UPSTREAM = 2.0
 
 DCP_SAVE_1 = "dcp.save, 1 file"
 DCP_SAVE_N = f"dcp.save, {DCP_THREADS} files (thread_count={DCP_THREADS})"
@@ -69,8 +81,14 @@ DCP_PARTIAL = {
     "sequential": "dcp.load model only, sequential",
     "dcp_optimized": "dcp.load model only, dcp_optimized",
 }
+UPSTREAM_DCP = {
+    name: f"{upstream.PREFIX} {name}" for name in (DCP_SAVE_1, DCP_SAVE_N, *DCP_LOAD.values(), *DCP_PARTIAL.values())
+}
 
+#: The stores saves are measured on (nginx only serves reads), and those loads are measured on:
+#: not moto, which re-reads the whole object for every ranged GET (the server would be the limit).
 WRITABLE = (MOTO, REMOTE)
+LOADS_MEASURED = (LOOPBACK, S3_LIKE, REMOTE)
 
 
 def _mib_setting(name: str, default: int) -> int:
@@ -160,7 +178,7 @@ def build_checkpoint(context: BenchContext, profile: str) -> Scenario:
 
     store = context.store(profile)
     bucket = store.bucket
-    writable = profile in WRITABLE
+    saves, loads = profile in WRITABLE, profile in LOADS_MEASURED
     boto = boto3_client(store)
     if profile == MOTO:
         _ensure_bucket(boto, bucket)
@@ -170,30 +188,42 @@ def build_checkpoint(context: BenchContext, profile: str) -> Scenario:
     serialized = buffer.getbuffer()
     file_size = len(serialized)
     expected = Transfer(file_size)
+    notes: list[str] = []
 
     checkpoint = S3Checkpoint(store.region, endpoint=store.endpoint, s3client_config=_config(store))
+    theirs = upstream.checkpoint(store) if upstream.UNAVAILABLE is None else None
     saved_key = f"{context.key_prefix}checkpoint/saved.pt"
     load_key = f"{context.key_prefix}checkpoint/load.pt"
     saved_uri, load_uri = f"s3://{bucket}/{saved_key}", f"s3://{bucket}/{load_key}"
 
-    # Unmeasured: the file the loads read, checked once.
-    if writable:
-        with checkpoint.writer(f"s3://{bucket}/{context.key_prefix}checkpoint/warm.pt") as writer:
-            writer.write(b"warm")  # client and connections warm
+    # Unmeasured: the clients and connections warm, the file the loads read, checked once.
+    if saves:
+        warm_uri = f"s3://{bucket}/{context.key_prefix}checkpoint/warm.pt"
+        for warm in (checkpoint, theirs):
+            if warm is not None:
+                with warm.writer(warm_uri) as writer:
+                    writer.write(b"warm")
         boto.delete_object(Bucket=bucket, Key=f"{context.key_prefix}checkpoint/warm.pt")
-        boto.upload_fileobj(io.BytesIO(serialized), bucket, load_key)
-    else:
-        target = _served_directory(context, profile) / load_key
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(serialized)
-    if not _same(torch.load(checkpoint.reader(load_uri), weights_only=True), state):
-        raise BenchmarkError("the checkpoint read back with S3Checkpoint differs from the one saved")
+    if loads:
+        if saves:
+            boto.upload_fileobj(io.BytesIO(serialized), bucket, load_key)
+        else:
+            target = _served_directory(context, profile) / load_key
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(serialized)
+        if not _same(torch.load(checkpoint.reader(load_uri), weights_only=True), state):
+            raise BenchmarkError("the checkpoint read back with S3Checkpoint differs from the one saved")
+        if theirs is not None and not _same(torch.load(theirs.reader(load_uri), weights_only=True), state):
+            raise BenchmarkError("the checkpoint read back with the upstream's S3Checkpoint differs from the one saved")
     del buffer, serialized
 
-    def save() -> Transfer:
-        with checkpoint.writer(saved_uri) as writer:
-            torch.save(state, writer)
-        return expected
+    def saver(target: Any) -> Any:
+        def save() -> Transfer:
+            with target.writer(saved_uri) as writer:
+                torch.save(state, writer)
+            return expected
+
+        return save
 
     def save_boto3() -> Transfer:
         memory = io.BytesIO()
@@ -208,42 +238,85 @@ def build_checkpoint(context: BenchContext, profile: str) -> Scenario:
         if written != file_size:
             raise BenchmarkError(f"the saved checkpoint has {written} bytes, expected {file_size}")
 
-    def loader(constructor: Any) -> Any:
-        def load() -> Transfer:
-            loaded = torch.load(checkpoint.reader(load_uri, reader_constructor=constructor), weights_only=True)
-            return expected if len(loaded) == len(state) else Transfer(0)
+    def loaded(file: Any) -> Transfer:
+        result = torch.load(file, weights_only=True)
+        return expected if len(result) == len(state) else Transfer(0)
 
-        return load
+    def loader(constructor: Any) -> Any:
+        return lambda: loaded(checkpoint.reader(load_uri, reader_constructor=constructor))
 
     def load_boto3() -> Transfer:
-        data = boto.get_object(Bucket=bucket, Key=load_key)["Body"].read()
-        loaded = torch.load(io.BytesIO(data), weights_only=True)
-        return expected if len(loaded) == len(state) else Transfer(0)
+        return loaded(io.BytesIO(boto.get_object(Bucket=bucket, Key=load_key)["Body"].read()))
 
     def close() -> None:
-        if writable:
+        if saves:
             for key in (saved_key, load_key):
                 boto.delete_object(Bucket=bucket, Key=key)
 
-    contenders: list[Contender] = [
-        in_process(LOAD_SEQUENTIAL, loader(S3ReaderConstructor.sequential()), expected),
-        in_process(LOAD_RANGED, loader(S3ReaderConstructor.range_based()), expected),
-        in_process(LOAD_BOTO3, load_boto3, expected),
-    ]
-    checks: list[Check] = [Ratio(LOAD_SEQUENTIAL, LOAD_BOTO3), Ratio(LOAD_RANGED, LOAD_BOTO3)]
-    if writable:
-        contenders[:0] = [
-            in_process(SAVE, save, expected, after=check_and_delete),
+    contenders: list[Contender] = []
+    checks: list[Check] = []
+    pairs: list[tuple[str, str]] = []
+    if saves:
+        contenders += [
+            in_process(SAVE, saver(checkpoint), expected, after=check_and_delete),
             in_process(SAVE_BOTO3, save_boto3, expected, after=check_and_delete),
         ]
-        checks.insert(0, Ratio(SAVE, SAVE_BOTO3))
-    notes = [
+        if theirs is not None:
+            contenders.append(in_process(UPSTREAM_SAVE, saver(theirs), expected, after=check_and_delete))
+        checks += [*versus_upstream(SAVE, UPSTREAM_SAVE, cpu_at_most=SAVE_CPU_VERSUS_UPSTREAM), Ratio(SAVE, SAVE_BOTO3)]
+        pairs.append((SAVE, UPSTREAM_SAVE))
+        notes.append(
+            f"saves: the server ({profile}) limits the speed; compare the client CPU per GiB. Each save is"
+            " checked (HEAD: size) and deleted after it is measured"
+        )
+    if loads:
+        contenders += [
+            in_process(LOAD_SEQUENTIAL, loader(S3ReaderConstructor.sequential()), expected),
+            in_process(LOAD_RANGED, loader(S3ReaderConstructor.range_based()), expected),
+            in_process(LOAD_BOTO3, load_boto3, expected),
+        ]
+        if theirs is not None:
+            their_client = upstream.client(store)
+            ranged = upstream.reader_constructors().range_based()
+            contenders += [
+                in_process(UPSTREAM_LOAD_SEQUENTIAL, lambda: loaded(theirs.reader(load_uri)), expected),
+                in_process(
+                    UPSTREAM_LOAD_RANGED,
+                    lambda: loaded(their_client.get_object(bucket, load_key, reader_constructor=ranged)),
+                    expected,
+                ),
+            ]
+        filesystem = s3fs_filesystem(store)
+        if isinstance(filesystem, str):
+            notes.append(f"{LOAD_S3FS}: not measured, {filesystem}")
+        else:
+            filesystem.info(f"{bucket}/{load_key}")
+
+            def load_s3fs() -> Transfer:
+                with filesystem.open(f"{bucket}/{load_key}", "rb") as file:
+                    return loaded(file)
+
+            contenders.append(in_process(LOAD_S3FS, load_s3fs, expected))
+        goal = LOAD_VERSUS_UPSTREAM if profile == LOOPBACK else None
+        checks += [
+            *versus_upstream(LOAD_SEQUENTIAL, UPSTREAM_LOAD_SEQUENTIAL, at_least=goal),
+            *versus_upstream(LOAD_RANGED, UPSTREAM_LOAD_RANGED),
+            Ratio(LOAD_SEQUENTIAL, LOAD_BOTO3),
+            Ratio(LOAD_SEQUENTIAL, LOAD_S3FS),
+        ]
+        pairs += [(LOAD_SEQUENTIAL, UPSTREAM_LOAD_SEQUENTIAL), (LOAD_RANGED, UPSTREAM_LOAD_RANGED)]
+        notes.append(
+            "every load is torch.load(..., weights_only=True); "
+            + (f"the file is served by {profile}" if not saves else "the file was uploaded first, unmeasured")
+        )
+    if theirs is None:
+        notes.append(upstream.skip_note("S3Checkpoint"))
+    notes.insert(
+        0,
         f"{len(state)} float32 tensors ({3 * LARGE_WEIGHTS} large), torch.save'd: {file_size:,} bytes;"
         f" torch {torch.__version__}; default S3ClientConfig (part size {S3ClientConfig().part_size // MIB} MiB)",
-        "every load is torch.load(..., weights_only=True)"
-        + ("; each save is checked (HEAD: size) and deleted after it is measured" if writable else ""),
-    ]
-    what = "save and load" if writable else "load"
+    )
+    what = " and ".join(name for name, measured in (("save", saves), ("load", loads)) if measured)
     return Scenario(
         title=f"S3Checkpoint, torch.save/torch.load of {file_size / MIB:,.0f} MiB, {what}, {profile}",
         unit="bytes",
@@ -251,6 +324,7 @@ def build_checkpoint(context: BenchContext, profile: str) -> Scenario:
         checks=checks,
         notes=notes,
         close=close,
+        pairs=pairs,
     )
 
 
@@ -273,7 +347,8 @@ def build_dcp(context: BenchContext, profile: str) -> Scenario:
 
     store = context.store(profile)
     bucket = store.bucket
-    writable = profile in WRITABLE
+    saves, loads = profile in WRITABLE, profile in LOADS_MEASURED
+    with_upstream = upstream.DCP_UNAVAILABLE is None
     boto = boto3_client(store)
     if profile == MOTO:
         _ensure_bucket(boto, bucket)
@@ -285,39 +360,55 @@ def build_dcp(context: BenchContext, profile: str) -> Scenario:
     saved_prefix = f"{context.key_prefix}dcp/saved"
     load_prefix = f"{context.key_prefix}dcp/load"
     saved_uri, load_uri = f"s3://{bucket}/{saved_prefix}", f"s3://{bucket}/{load_prefix}"
-
-    # Unmeasured: the checkpoint the loads read, with DCP_THREADS files.
-    if writable:
-        dcp.save(
-            state,
-            storage_writer=S3StorageWriter(
-                store.region, load_uri, s3client_config=config, thread_count=DCP_THREADS, endpoint=store.endpoint
-            ),
-        )
-    else:
-        directory = _served_directory(context, profile) / load_prefix
-        shutil.rmtree(directory, ignore_errors=True)
-        dcp.save(state, storage_writer=dcp.FileSystemWriter(str(directory), thread_count=DCP_THREADS))
     target = {key: torch.empty_like(value) for key, value in state.items()}
     partial_target = {key: target[key] for key in model_keys}
+    strategies = ("sequential", "range_based", "dcp_optimized")
 
-    def storage_reader(constructor: Any) -> S3StorageReader:
+    def ours(strategy: str) -> Any:
+        return getattr(S3ReaderConstructor, strategy)()
+
+    def theirs(strategy: str) -> Any:
+        return getattr(upstream.reader_constructors(), strategy)()
+
+    def storage_reader(strategy: str) -> S3StorageReader:
         return S3StorageReader(
-            store.region, load_uri, s3client_config=config, reader_constructor=constructor, endpoint=store.endpoint
+            store.region, load_uri, s3client_config=config, reader_constructor=ours(strategy), endpoint=store.endpoint
         )
 
-    for constructor in (S3ReaderConstructor.sequential(), S3ReaderConstructor.dcp_optimized()):
-        for tensor in target.values():
-            tensor.zero_()
-        dcp.load(target, storage_reader=storage_reader(constructor))
-        if not _same(target, state):
-            raise BenchmarkError("the DCP checkpoint read back differs from the one saved")
+    def upstream_storage_reader(strategy: str) -> Any:
+        return upstream.storage_reader(store, load_uri, theirs(strategy))
 
-    def saver(thread_count: int) -> Any:
-        def save() -> Transfer:
-            writer = S3StorageWriter(
-                store.region, saved_uri, s3client_config=config, thread_count=thread_count, endpoint=store.endpoint
+    # Unmeasured: the checkpoint the loads read, with DCP_THREADS files, read back and checked.
+    if loads:
+        if saves:
+            dcp.save(
+                state,
+                storage_writer=S3StorageWriter(
+                    store.region, load_uri, s3client_config=config, thread_count=DCP_THREADS, endpoint=store.endpoint
+                ),
             )
+        else:
+            directory = _served_directory(context, profile) / load_prefix
+            shutil.rmtree(directory, ignore_errors=True)
+            dcp.save(state, storage_writer=dcp.FileSystemWriter(str(directory), thread_count=DCP_THREADS))
+        readers = [storage_reader("sequential"), storage_reader("dcp_optimized")]
+        if with_upstream:
+            readers += [upstream_storage_reader("sequential"), upstream_storage_reader("dcp_optimized")]
+        for reader in readers:
+            for tensor in target.values():
+                tensor.zero_()
+            dcp.load(target, storage_reader=reader)
+            if not _same(target, state):
+                raise BenchmarkError(f"the DCP checkpoint read back by {type(reader).__module__} differs")
+
+    def saver(thread_count: int, upstream_writer: bool = False) -> Any:
+        def save() -> Transfer:
+            if upstream_writer:
+                writer = upstream.storage_writer(store, saved_uri, thread_count)
+            else:
+                writer = S3StorageWriter(
+                    store.region, saved_uri, s3client_config=config, thread_count=thread_count, endpoint=store.endpoint
+                )
             dcp.save(state, storage_writer=writer)
             return Transfer(total)
 
@@ -329,54 +420,94 @@ def build_dcp(context: BenchContext, profile: str) -> Scenario:
         if not any(entry["Key"].endswith("/.metadata") for entry in listed):
             raise BenchmarkError(f"the DCP save wrote no .metadata under {saved_prefix}")
 
-    def loader(constructor: Any, into: dict[str, Any], size: int) -> Any:
+    def loader(make_reader: Any, strategy: str, into: dict[str, Any], size: int) -> Any:
         def load() -> Transfer:
-            dcp.load(into, storage_reader=storage_reader(constructor))
+            dcp.load(into, storage_reader=make_reader(strategy))
             return Transfer(size)
 
         return load
 
     def close() -> None:
-        if writable:
+        if saves:
             for prefix in (saved_prefix, load_prefix):
                 _delete_prefix(boto, bucket, prefix + "/")
         else:
             shutil.rmtree(_served_directory(context, profile) / load_prefix, ignore_errors=True)
 
-    constructors = {
-        "sequential": S3ReaderConstructor.sequential(),
-        "range_based": S3ReaderConstructor.range_based(),
-        "dcp_optimized": S3ReaderConstructor.dcp_optimized(),
-    }
-    contenders: list[Contender] = [
-        in_process(DCP_LOAD[name], loader(constructor, target, total), Transfer(total))
-        for name, constructor in constructors.items()
+    contenders: list[Contender] = []
+    checks: list[Check] = []
+    pairs: list[tuple[str, str]] = []
+    notes = [
+        f"{len(state)} float32 tensors ({3 * LARGE_WEIGHTS} large), {total:,} bytes; torch {torch.__version__}",
     ]
-    contenders += [
-        in_process(DCP_PARTIAL[name], loader(constructors[name], partial_target, model_bytes), Transfer(model_bytes))
-        for name in DCP_PARTIAL
-    ]
-    checks: list[Check] = [
-        Ratio(DCP_LOAD["dcp_optimized"], DCP_LOAD["sequential"], at_least=DCP_OPTIMIZED_VERSUS_SEQUENTIAL),
-        Ratio(DCP_LOAD["dcp_optimized"], DCP_LOAD["sequential"], metric="cpu"),
-        Ratio(DCP_LOAD["range_based"], DCP_LOAD["sequential"]),
-        Ratio(DCP_PARTIAL["dcp_optimized"], DCP_PARTIAL["sequential"]),
-    ]
-    if writable:
-        contenders[:0] = [
+    if saves:
+        contenders += [
             in_process(DCP_SAVE_1, saver(1), Transfer(total), after=check_and_delete),
             in_process(DCP_SAVE_N, saver(DCP_THREADS), Transfer(total), after=check_and_delete),
         ]
-        checks.insert(0, Ratio(DCP_SAVE_N, DCP_SAVE_1))
-    notes = [
-        f"{len(state)} float32 tensors ({3 * LARGE_WEIGHTS} large), {total:,} bytes; torch {torch.__version__};"
-        f" the loads read a checkpoint of {DCP_THREADS} files"
-        + (" written by S3StorageWriter" if writable else " written into nginx's directory by FileSystemWriter"),
-        f"'model only': the {len(model_keys)} model.* tensors ({model_bytes:,} bytes), not the optimizer state;"
-        " dcp_optimized with the default max_gap_size (32 MiB)",
-        "each load is into preallocated tensors (DCP loads in place); one process, no process group",
-    ]
-    what = "save and load" if writable else "load"
+        if with_upstream:
+            contenders += [
+                in_process(UPSTREAM_DCP[DCP_SAVE_1], saver(1, True), Transfer(total), after=check_and_delete),
+                in_process(UPSTREAM_DCP[DCP_SAVE_N], saver(DCP_THREADS, True), Transfer(total), after=check_and_delete),
+            ]
+        for name in (DCP_SAVE_1, DCP_SAVE_N):
+            checks += versus_upstream(name, UPSTREAM_DCP[name], cpu_at_most=DCP_SAVE_CPU_VERSUS_UPSTREAM)
+            pairs.append((name, UPSTREAM_DCP[name]))
+        checks.append(Ratio(DCP_SAVE_N, DCP_SAVE_1))
+        notes.append(f"saves: the server ({profile}) limits the speed; compare the client CPU per GiB")
+    if loads:
+        contenders += [
+            in_process(DCP_LOAD[name], loader(storage_reader, name, target, total), Transfer(total))
+            for name in strategies
+        ]
+        contenders += [
+            in_process(
+                DCP_PARTIAL[name], loader(storage_reader, name, partial_target, model_bytes), Transfer(model_bytes)
+            )
+            for name in DCP_PARTIAL
+        ]
+        if with_upstream:
+            contenders += [
+                in_process(
+                    UPSTREAM_DCP[DCP_LOAD[name]],
+                    loader(upstream_storage_reader, name, target, total),
+                    Transfer(total),
+                )
+                for name in strategies
+            ]
+            contenders += [
+                in_process(
+                    UPSTREAM_DCP[DCP_PARTIAL[name]],
+                    loader(upstream_storage_reader, name, partial_target, model_bytes),
+                    Transfer(model_bytes),
+                )
+                for name in DCP_PARTIAL
+            ]
+        goal = DCP_LOAD_VERSUS_UPSTREAM if profile == LOOPBACK else None
+        for name in [*DCP_LOAD.values(), *DCP_PARTIAL.values()]:
+            name_goal = goal if name == DCP_LOAD["dcp_optimized"] else None
+            checks += versus_upstream(name, UPSTREAM_DCP[name], at_least=name_goal)
+            pairs.append((name, UPSTREAM_DCP[name]))
+        checks += [
+            Ratio(DCP_LOAD["dcp_optimized"], DCP_LOAD["sequential"], at_least=DCP_OPTIMIZED_VERSUS_SEQUENTIAL),
+            Ratio(DCP_LOAD["range_based"], DCP_LOAD["sequential"]),
+            Ratio(DCP_PARTIAL["dcp_optimized"], DCP_PARTIAL["sequential"]),
+        ]
+        notes += [
+            f"the loads read a checkpoint of {DCP_THREADS} files"
+            + (" written by S3StorageWriter" if saves else f" written into nginx's directory, served by {profile}"),
+            f"'model only': the {len(model_keys)} model.* tensors ({model_bytes:,} bytes), not the optimizer state;"
+            " dcp_optimized with the default max_gap_size (32 MiB)",
+            "each load is into preallocated tensors (DCP loads in place); one process, no process group",
+        ]
+    if with_upstream:
+        notes.append(
+            f"{upstream.PREFIX}: its S3StorageWriter/S3StorageReader take no endpoint; their file system is an"
+            " S3FileSystem on an S3Client with one (its s3_client argument)"
+        )
+    else:
+        notes.append(upstream.skip_note("DCP", upstream.DCP_UNAVAILABLE))
+    what = " and ".join(name for name, measured in (("save", saves), ("load", loads)) if measured)
     return Scenario(
         title=f"torch.distributed.checkpoint of {total / MIB:,.0f} MiB, {what}, {profile}",
         unit="bytes",
@@ -384,6 +515,7 @@ def build_dcp(context: BenchContext, profile: str) -> Scenario:
         checks=checks,
         notes=notes,
         close=close,
+        pairs=pairs,
     )
 
 
@@ -393,7 +525,8 @@ for _profile, _where in (
     (S3_LIKE, "nginx with S3-like latency and per-connection rate"),
     (REMOTE, "the store of S3TORCH_BENCH_ENDPOINT/BUCKET"),
 ):
-    _what = "save and load" if _profile in WRITABLE else "load"
+    _kinds = (("save", _profile in WRITABLE), ("load", _profile in LOADS_MEASURED))
+    _what = " and ".join(name for name, kept in _kinds if kept)
     register(
         f"checkpoint-{_profile}",
         _profile,

@@ -29,10 +29,11 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+import upstream
 from botocore.exceptions import ClientError
 from fixtures import DiscardSink, boto3_client
 from measure import BenchmarkError, Contender, Transfer, in_process
-from scenario import BenchContext, Check, Ratio, Scenario, Skip, register
+from scenario import BenchContext, Check, Ratio, Scenario, Skip, register, versus_upstream
 from servers import LOOPBACK, MOTO, REMOTE, S3_LIKE
 from settings import MIB
 
@@ -45,6 +46,8 @@ S3_SAVE = "S3LightningCheckpoint save"
 LOCAL_SAVE = "TorchCheckpointIO save, local disk"
 S3_LOAD = "S3LightningCheckpoint load"
 LOCAL_LOAD = "TorchCheckpointIO load, local disk"
+UPSTREAM_SAVE = f"{upstream.PREFIX} {S3_SAVE}"
+UPSTREAM_LOAD = f"{upstream.PREFIX} {S3_LOAD}"
 
 #: The stores that take writes (nginx only serves reads), and those loads are measured on.
 WRITABLE = (MOTO, REMOTE)
@@ -115,6 +118,7 @@ def build(context: BenchContext, profile: str) -> Scenario:
     expected = Transfer(file_size)
 
     plugin = S3LightningCheckpoint(store.region, S3ClientConfig(force_path_style=store.path_style), store.endpoint)
+    theirs = upstream.lightning_checkpoint(store) if upstream.LIGHTNING_UNAVAILABLE is None else None
     local_io = TorchCheckpointIO()
     directory = Path(tempfile.mkdtemp(prefix="s3torch-bench-lightning-"))
     saved_key = f"{context.key_prefix}lightning/saved.ckpt"
@@ -125,8 +129,10 @@ def build(context: BenchContext, profile: str) -> Scenario:
     # Unmeasured: the client and connections warm, the checkpoints the loads read in place, and
     # what is read back checked once.
     if writable:
-        plugin.save_checkpoint({"warm": 1}, saved_uri)
-        plugin.remove_checkpoint(saved_uri)
+        for warm in (plugin, theirs):
+            if warm is not None:
+                warm.save_checkpoint({"warm": 1}, saved_uri)
+                warm.remove_checkpoint(saved_uri)
     if loads:
         local_io.save_checkpoint(checkpoint, str(load_file))
         if writable:
@@ -139,12 +145,17 @@ def build(context: BenchContext, profile: str) -> Scenario:
             shutil.copyfile(load_file, served / load_key)
         if not _same_weights(plugin.load_checkpoint(load_uri), checkpoint):
             raise BenchmarkError("the checkpoint read back from the store differs from the one saved")
+        if theirs is not None and not _same_weights(theirs.load_checkpoint(load_uri), checkpoint):
+            raise BenchmarkError("the checkpoint the upstream read back from the store differs from the one saved")
         if not _same_weights(local_io.load_checkpoint(str(load_file)), checkpoint):
             raise BenchmarkError("the checkpoint read back from disk differs from the one saved")
 
-    def s3_save() -> Transfer:
-        plugin.save_checkpoint(checkpoint, saved_uri)
-        return expected
+    def saver(target: Any) -> Any:
+        def save() -> Transfer:
+            target.save_checkpoint(checkpoint, saved_uri)
+            return expected
+
+        return save
 
     def check_and_delete_object() -> None:
         assert boto is not None
@@ -163,9 +174,12 @@ def build(context: BenchContext, profile: str) -> Scenario:
         if written != file_size:
             raise BenchmarkError(f"the saved checkpoint file has {written} bytes, expected {file_size}")
 
-    def s3_load() -> Transfer:
-        loaded = plugin.load_checkpoint(load_uri)
-        return expected if len(loaded["state_dict"]) == TENSORS else Transfer(0)
+    def loader(source: Any) -> Any:
+        def load() -> Transfer:
+            loaded = source.load_checkpoint(load_uri)
+            return expected if len(loaded["state_dict"]) == TENSORS else Transfer(0)
+
+        return load
 
     def local_load() -> Transfer:
         loaded = local_io.load_checkpoint(str(load_file))
@@ -179,15 +193,22 @@ def build(context: BenchContext, profile: str) -> Scenario:
 
     contenders: list[Contender] = []
     checks: list[Check] = []
+    pairs: list[tuple[str, str]] = []
     if writable:
         contenders += [
-            in_process(S3_SAVE, s3_save, expected, after=check_and_delete_object),
+            in_process(S3_SAVE, saver(plugin), expected, after=check_and_delete_object),
             in_process(LOCAL_SAVE, local_save, expected, after=check_and_delete_file),
         ]
-        checks.append(Ratio(S3_SAVE, LOCAL_SAVE))
+        if theirs is not None:
+            contenders.append(in_process(UPSTREAM_SAVE, saver(theirs), expected, after=check_and_delete_object))
+        checks += [*versus_upstream(S3_SAVE, UPSTREAM_SAVE), Ratio(S3_SAVE, LOCAL_SAVE)]
+        pairs.append((S3_SAVE, UPSTREAM_SAVE))
     if loads:
-        contenders += [in_process(S3_LOAD, s3_load, expected), in_process(LOCAL_LOAD, local_load, expected)]
-        checks.append(Ratio(S3_LOAD, LOCAL_LOAD))
+        contenders += [in_process(S3_LOAD, loader(plugin), expected), in_process(LOCAL_LOAD, local_load, expected)]
+        if theirs is not None:
+            contenders.append(in_process(UPSTREAM_LOAD, loader(theirs), expected))
+        checks += [*versus_upstream(S3_LOAD, UPSTREAM_LOAD), Ratio(S3_LOAD, LOCAL_LOAD)]
+        pairs.append((S3_LOAD, UPSTREAM_LOAD))
     notes = [
         f"state_dict of {TENSORS} float32 tensors plus trainer entries, torch.save'd: {file_size:,} bytes;"
         f" lightning {lightning.__version__}, torch {torch.__version__}",
@@ -196,6 +217,10 @@ def build(context: BenchContext, profile: str) -> Scenario:
         + ("; each save is checked (HEAD: size) and deleted after it is measured" if writable else ""),
         f"local disk: files in {directory.parent}, written without fsync and read from a warm page cache",
     ]
+    if theirs is None:
+        notes.append(upstream.skip_note("S3LightningCheckpoint", upstream.LIGHTNING_UNAVAILABLE))
+    if writable and profile == MOTO:
+        notes.append("saves: moto limits the speed; compare the client CPU per GiB")
     what = " and ".join(name for name, measured in (("save", writable), ("load", loads)) if measured)
     return Scenario(
         title=f"Lightning checkpoint of {file_size / MIB:,.0f} MiB, {what}: {profile} vs local disk",
@@ -204,6 +229,7 @@ def build(context: BenchContext, profile: str) -> Scenario:
         checks=checks,
         notes=notes,
         close=close,
+        pairs=pairs,
     )
 
 

@@ -6,9 +6,10 @@ import functools
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from fixtures import DiscardSink, boto3_client, presigned_get_url, s3torch_client
+import upstream
+from fixtures import DiscardSink, boto3_client, presigned_get_url, s3fs_filesystem, s3torch_client
 from measure import Contender, Transfer, child_process, in_process
-from scenario import BenchContext, Check, Ratio, Scenario, register
+from scenario import BenchContext, Check, Ratio, Scenario, register, versus_upstream
 from servers import LOOPBACK, REMOTE, S3_LIKE, check_read_server
 from settings import MIB
 
@@ -21,6 +22,8 @@ BOTO3_PARALLEL = "boto3 8 parallel 8 MiB GETs"
 S3TORCH_ITERATE = "s3torch stream, iterate"
 S3TORCH_READINTO = "s3torch stream, readinto"
 SEQUENTIAL_READINTO = "SequentialS3Reader, readinto"
+UPSTREAM_SEQUENTIAL = f"{upstream.PREFIX} SequentialS3Reader, readinto"
+S3FS_READINTO = "s3fs open().readinto"
 
 READ_BUFFER_SIZE = 8 * MIB
 PARALLEL_RANGES = 8
@@ -34,6 +37,8 @@ S3_LIKE_VERSUS_ONE_GET = 5.0
 #: The readers issue: the sequential reader read with readinto costs at most 15% more CPU than
 #: the raw client stream it sits on.
 SEQUENTIAL_CPU_VERSUS_STREAM = 1.15
+#: Issue 12: s3torch's default reader over the upstream's, MB/s.
+UPSTREAM_GOALS = {LOOPBACK: 2.5, S3_LIKE: 1.5}
 
 
 def _curl_bytes(output: str) -> Transfer:
@@ -137,13 +142,51 @@ def build(context: BenchContext, profile: str) -> Scenario:
     contenders += [in_process(S3TORCH_ITERATE, s3torch_iterate, expected)]
     contenders += [in_process(S3TORCH_READINTO, s3torch_readinto, expected)]
     contenders += [in_process(SEQUENTIAL_READINTO, sequential_readinto, expected)]
+
+    if upstream.UNAVAILABLE is None:
+        upstream_client = upstream.client(store)
+        upstream_client.get_object(bucket, key).read(100)  # the native client warm
+
+        def upstream_readinto() -> Transfer:
+            reader = upstream_client.get_object(bucket, key)  # its default: SequentialS3Reader
+            total = 0
+            while count := reader.readinto(buffer):
+                total += count
+            reader.close()
+            return Transfer(total)
+
+        contenders.append(in_process(UPSTREAM_SEQUENTIAL, upstream_readinto, expected))
+    else:
+        notes.append(upstream.skip_note("SequentialS3Reader"))
+
+    filesystem = s3fs_filesystem(store)
+    if isinstance(filesystem, str):
+        notes.append(f"{S3FS_READINTO}: not measured, {filesystem}")
+    else:
+        path = f"{bucket}/{key}"
+        filesystem.info(path)  # client, session and connection warm
+
+        def s3fs_readinto() -> Transfer:
+            total = 0
+            with filesystem.open(path, "rb") as file:
+                while count := file.readinto(buffer):
+                    total += count
+            return Transfer(total)
+
+        contenders.append(in_process(S3FS_READINTO, s3fs_readinto, expected))
+        block_mib = filesystem.default_block_size // MIB
+        notes.append(f"{S3FS_READINTO}: s3fs defaults (read-ahead cache, {block_mib} MiB blocks)")
     sequential_versus_stream = Ratio(
         SEQUENTIAL_READINTO, S3TORCH_READINTO, metric="cpu", at_most=SEQUENTIAL_CPU_VERSUS_STREAM
     )
 
-    checks: list[Check]
+    checks: list[Check] = [
+        *versus_upstream(SEQUENTIAL_READINTO, UPSTREAM_SEQUENTIAL, at_least=UPSTREAM_GOALS.get(profile)),
+        Ratio(S3TORCH_READINTO, UPSTREAM_SEQUENTIAL),
+        Ratio(SEQUENTIAL_READINTO, S3FS_READINTO),
+    ]
     if profile == LOOPBACK:
-        checks = [
+        checks += [
             Ratio(S3TORCH_READINTO, CURL, at_least=LOOPBACK_VERSUS_CURL, cpu_at_most=LOOPBACK_CPU_SECONDS_PER_GIB),
             Ratio(S3TORCH_ITERATE, CURL, at_least=LOOPBACK_VERSUS_CURL, cpu_at_most=LOOPBACK_CPU_SECONDS_PER_GIB),
             Ratio(S3TORCH_READINTO, BOTO3_GET),
@@ -151,7 +194,7 @@ def build(context: BenchContext, profile: str) -> Scenario:
             sequential_versus_stream,
         ]
     elif profile == S3_LIKE:
-        checks = [
+        checks += [
             Ratio(S3TORCH_READINTO, BOTO3_GET, at_least=S3_LIKE_VERSUS_ONE_GET),
             Ratio(S3TORCH_ITERATE, BOTO3_GET, at_least=S3_LIKE_VERSUS_ONE_GET),
             Ratio(S3TORCH_READINTO, BOTO3_PARALLEL),
@@ -160,7 +203,7 @@ def build(context: BenchContext, profile: str) -> Scenario:
             sequential_versus_stream,
         ]
     else:
-        checks = [
+        checks += [
             Ratio(S3TORCH_READINTO, BOTO3_GET),
             Ratio(S3TORCH_READINTO, BOTO3_PARALLEL),
             Ratio(S3TORCH_READINTO, BOTO3_DOWNLOAD),
@@ -173,6 +216,7 @@ def build(context: BenchContext, profile: str) -> Scenario:
         checks=checks,
         notes=notes,
         close=lambda: pool.shutdown(wait=True),
+        pairs=[(SEQUENTIAL_READINTO, UPSTREAM_SEQUENTIAL)],
     )
 
 
