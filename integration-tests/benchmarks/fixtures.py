@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from measure import Transfer
 from servers import Store
 from settings import MIB, Settings
 
@@ -222,3 +224,33 @@ class ReadObjects:
                 batch = self._uploaded[start : start + 1000]
                 client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True})
             self._uploaded = []
+
+
+# ---- datasets -----------------------------------------------------------------------------------
+
+
+def read_fully(reader: Any) -> int:
+    """The datasets' transform: every byte of the object read; the count is what is yielded (so a
+    DataLoader worker sends back a number, not the data)."""
+    return len(reader.read())
+
+
+class CountingReader:
+    """Reads a dataset to the end and counts what it read: ``run(items)`` takes an iterable of
+    the counts ``read_fully`` yields, or a DataLoader of batches of them; ``first`` is the seconds
+    the last run took to its first item (or batch)."""
+
+    def __init__(self) -> None:
+        self.first: float | None = None
+
+    def run(self, items: Any) -> Transfer:
+        moved = objects = 0
+        started = time.perf_counter()
+        for item in items:
+            if objects == 0:
+                self.first = time.perf_counter() - started
+            if isinstance(item, int):
+                moved, objects = moved + item, objects + 1
+            else:
+                moved, objects = moved + int(item.sum()), objects + len(item)
+        return Transfer(moved, objects)

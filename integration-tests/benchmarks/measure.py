@@ -5,7 +5,8 @@ run in-process (plus, for those that fork workers, the workers that ended during
 child itself (``wait4``) for external programs such as curl. The servers run in other
 processes, so their CPU is never counted. Peak RSS is the process's high-water mark during the
 run (Linux: reset before each run through ``/proc/self/clear_refs``), plus the largest sum of
-its worker processes' RSS seen while they ran (sampled every 20 ms). Contenders of one scenario run
+its worker processes' private memory seen while they ran (sampled every 20 ms); its growth is
+that peak above the process's RSS when the run began: what the contender itself needed. Contenders of one scenario run
 interleaved: every round runs each of them once, starting one further down the list each round,
 so a drift of the machine (page cache, thermal, a noisy neighbour) spreads over all of them.
 """
@@ -52,6 +53,7 @@ class Sample:
     server_cpu: float | None = None  # CPU seconds of the server's processes, where measurable
     requests: int | None = None  # requests the server answered, where it counts them
     peak_rss: int | None = None  # bytes: the process's peak resident set (and its workers')
+    rss_growth: int | None = None  # bytes: that peak above the process's RSS when the run began
     first: float | None = None  # seconds to the first object, where the contender tells
 
     @property
@@ -98,6 +100,19 @@ def _status_kib(path: str, field_name: str) -> int | None:
     return None
 
 
+def _private_kib(pid: int) -> int:
+    """Private_Clean + Private_Dirty of ``pid`` (its own pages), 0 when it is gone."""
+    total = 0
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            for line in rollup:
+                if line.startswith(("Private_Clean:", "Private_Dirty:")):
+                    total += int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+    return total
+
+
 def _children_pids() -> list[int]:
     pids: list[int] = []
     try:
@@ -122,11 +137,14 @@ class PeakMemory:
         self._stop = threading.Event()
         self._children_peak_kib = 0
         self._thread: threading.Thread | None = None
+        self._start_kib: int | None = None
         self.peak: int | None = None
+        self.growth: int | None = None
 
     def _sample(self) -> None:
         while not self._stop.wait(0.02):
-            total = sum(_status_kib(f"/proc/{pid}/status", "VmRSS:") or 0 for pid in _children_pids())
+            # A forked worker shares its parent's pages: count only its own (private) ones.
+            total = sum(_private_kib(pid) for pid in _children_pids())
             self._children_peak_kib = max(self._children_peak_kib, total)
 
     def __enter__(self) -> PeakMemory:
@@ -135,6 +153,7 @@ class PeakMemory:
                 clear.write("5")  # resets VmHWM to the current RSS
         except OSError:
             pass
+        self._start_kib = _status_kib("/proc/self/status", "VmRSS:")
         if self._children:
             self._thread = threading.Thread(target=self._sample, name="bench-rss", daemon=True)
             self._thread.start()
@@ -147,6 +166,8 @@ class PeakMemory:
         high_water = _status_kib("/proc/self/status", "VmHWM:")
         if high_water is not None:
             self.peak = (high_water + self._children_peak_kib) * 1024
+            if self._start_kib is not None:
+                self.growth = (high_water - self._start_kib + self._children_peak_kib) * 1024
 
 
 @dataclass
@@ -201,6 +222,7 @@ def in_process(
             moved.bytes,
             moved.objects,
             peak_rss=memory.peak,
+            rss_growth=memory.growth,
             first=first() if first is not None else None,
         )
 
@@ -315,6 +337,10 @@ class Summary:
     @property
     def peak_rss_mib(self) -> float:
         return self._median(lambda sample: float("nan") if sample.peak_rss is None else sample.peak_rss / 2**20)
+
+    @property
+    def rss_growth_mib(self) -> float:
+        return self._median(lambda sample: float("nan") if sample.rss_growth is None else sample.rss_growth / 2**20)
 
     @property
     def first_seconds(self) -> float:

@@ -24,6 +24,9 @@ class ScenarioResult:
     notes: list[str] = field(default_factory=list)
     skipped: str | None = None
     error: str | None = None
+    pairs: list[tuple[str, str]] = field(default_factory=list)
+    tables: list[tuple[str, list[list[str]]]] = field(default_factory=list)
+    store: str | None = None
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,11 @@ def _number(value: float, digits: int = 0) -> str:
     if math.isnan(value):
         return "-"
     return f"{value:,.{digits}f}"
+
+
+def rss_text(summary: Summary) -> str:
+    """Peak RSS, and how much of it the run added, in MiB: "1,210 (+35)"."""
+    return f"{_number(summary.peak_rss_mib)} (+{_number(summary.rss_growth_mib)})"
 
 
 def _cpu_cost(summary: Summary, unit: Unit) -> tuple[float, str]:
@@ -101,7 +109,7 @@ def _rows(result: ScenarioResult) -> list[list[str]]:
             "server CPU ms/object",
             "requests",
             "first s",
-            "peak RSS MiB",
+            "peak RSS MiB (+in run)",
             "wall s",
         ]
         rows = [
@@ -114,7 +122,7 @@ def _rows(result: ScenarioResult) -> list[list[str]]:
                 _number(summary.server_cpu_ms_per_object, 3),
                 _number(summary.requests),
                 _number(summary.first_seconds, 3),
-                _number(summary.peak_rss_mib),
+                rss_text(summary),
                 _number(summary.wall, 2),
             ]
             for summary in result.summaries
@@ -127,7 +135,7 @@ def _rows(result: ScenarioResult) -> list[list[str]]:
             "CPU-s/GiB",
             "server CPU-s/GiB",
             "requests",
-            "peak RSS MiB",
+            "peak RSS MiB (+in run)",
             "wall s",
         ]
         rows = []
@@ -141,7 +149,7 @@ def _rows(result: ScenarioResult) -> list[list[str]]:
                     _number(summary.cpu_seconds_per_gib, 2),
                     _number(summary.server_cpu_seconds_per_gib, 2),
                     _number(summary.requests),
-                    _number(summary.peak_rss_mib),
+                    rss_text(summary),
                     _number(summary.wall, 2),
                 ]
             )
@@ -179,6 +187,8 @@ def render(header: list[str], results: list[ScenarioResult]) -> tuple[str, dict[
             verdict = evaluate(check, summaries, result.unit)
             counts[verdict.status] += 1
             lines.append(f"   {verdict.status:>6}  {verdict.text}")
+        for title, rows in result.tables:
+            lines += ["", f"   {title}", *_format_rows(rows, "   ")]
         for note in result.notes:
             lines.append(f"   note: {note}")
     failed = sum(result.error is not None for result in results)
@@ -215,12 +225,18 @@ def write_json(path: Path, header: list[str], settings: dict[str, Any], results:
                     "median_server_cpu_seconds_per_gib": _finite(summary.server_cpu_seconds_per_gib),
                     "samples": [asdict(sample) for sample in summary.samples],
                     "median_server_cpu_ms_per_object": _finite(summary.server_cpu_ms_per_object),
+                    "median_peak_rss_mib": _finite(summary.peak_rss_mib),
+                    "median_rss_growth_mib": _finite(summary.rss_growth_mib),
+                    "median_first_seconds": _finite(summary.first_seconds),
                 }
                 for summary in result.summaries
             ],
             "checks": [asdict(evaluate(check, summaries, result.unit)) for check in result.checks]
             if result.summaries
             else [],
+            "server": result.store,
+            "versus_upstream": [list(pair) for pair in result.pairs],
+            "tables": [{"title": title, "rows": rows} for title, rows in result.tables],
         }
 
     path.parent.mkdir(parents=True, exist_ok=True)

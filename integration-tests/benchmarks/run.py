@@ -23,8 +23,10 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import scenarios
+import upstream
 from fixtures import ReadObjects, make_pattern
 from measure import BenchmarkError, Summary, progress_line, run_interleaved
+from performance import write_page
 from report import ScenarioResult, render, write_json
 from scenario import REGISTRY, BenchContext, Registration, Skip, selected
 from servers import (
@@ -87,6 +89,8 @@ def _header(
         f"botocore {_version('botocore')}",
         f"urllib3 {_version('urllib3')}",
     ]
+    tools.append(upstream.describe())
+    tools += [f"s3fs {_version('s3fs')}", f"torch {_version('torch')}"]
     if context.curl:
         tools.append(f"curl {_program_version([context.curl, '--version'])}")
     lines = [
@@ -129,11 +133,12 @@ def _run(registration: Registration, context: BenchContext) -> ScenarioResult:
         scenario.checks,
         scenario.notes,
     )
+    result.pairs, result.tables, result.store = scenario.pairs, scenario.tables, registration.store
     try:
         store = context.stores.get(registration.store)
         samples = run_interleaved(
             scenario.contenders,
-            context.settings.rounds,
+            scenario.rounds or context.settings.rounds,
             progress_line(registration.key),
             server_cpu=store.server_cpu if store is not None else None,
             server_requests=store.server_requests if store is not None else None,
@@ -164,7 +169,7 @@ def _start_local_servers(
                 unavailable[profile] = "nginx is not installed (Debian: apt-get install nginx libnginx-mod-http-echo)"
         else:
             try:
-                nginx = stack.enter_context(Nginx(binary, root, workdir / "nginx"))
+                nginx = stack.enter_context(Nginx(binary, root, workdir / "nginx", listed_bucket=LOCAL_BUCKET))
             except BenchmarkError as error:
                 for profile in needed & {LOOPBACK, S3_LIKE}:
                     unavailable[profile] = f"nginx did not start: {error}"
@@ -177,7 +182,12 @@ def _start_local_servers(
                     LOCAL_BUCKET,
                     region,
                     True,
-                    f"nginx {binary.version} at {nginx.loopback_endpoint}, no limits",
+                    f"nginx {binary.version} at {nginx.loopback_endpoint}, no limits"
+                    + (
+                        f" (bucket listings: lister.py on port {nginx.lister_port}, behind it)"
+                        if nginx.lister_port
+                        else ""
+                    ),
                     server_cpu,
                     requests,
                 )
@@ -286,6 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     if settings.json_path is not None:
         write_json(settings.json_path, header, dataclasses.asdict(settings), results)
         print(f"results written to {settings.json_path}")
+    if settings.report:
+        command = " ".join(["nox -s bench --", *(sys.argv[1:] if argv is None else argv)])
+        page = write_page(header, settings, results, command)
+        print(f"performance page written to {page} (plots and results.json in {page.with_suffix('')})")
     if any(result.error is not None for result in results):
         return 1
     return 1 if settings.strict and counts["MISSED"] else 0

@@ -76,8 +76,10 @@ class Scenario:
     #: (s3torch contender, upstream contender) pairs of the same work: the report's
     #: "s3torch / upstream" rows, ratios and plots.
     pairs: list[tuple[str, str]] = field(default_factory=list)
-    #: The server each measurement used, for the report (default: the store's description).
-    server: str | None = None
+    #: Interleaved rounds of this scenario when not the run's (a long one may do with fewer).
+    rounds: int | None = None
+    #: Further tables of the section (a title, then rows, the first of them the header).
+    tables: list[tuple[str, list[list[str]]]] = field(default_factory=list)
 
 
 def versus_upstream(

@@ -265,14 +265,15 @@ http {{
     uwsgi_temp_path {prefix}/uwsgi;
     scgi_temp_path {prefix}/scgi;
 
-    # loopback: the files as fast as nginx sends them.
+    # loopback: the files as fast as nginx sends them; bucket-level GETs (ListObjectsV2) go to
+    # lister.py, which lists the same directory.
     server {{
         listen 127.0.0.1:{loopback_port};
         root {root};
         location / {{
             limit_except GET {{ deny all; }}
         }}
-    }}
+{listing}    }}
 {s3_like_server}}}
 """
 
@@ -309,17 +310,27 @@ def _nginx_user() -> str:
     return f"user nobody {group};\n"
 
 
-class Nginx:
-    """One nginx serving ``root`` on two ports: loopback and (when the echo module is there) s3-like."""
+_LISTING = """\
+        location = /{bucket} {{ proxy_pass http://127.0.0.1:{port}; }}
+        location = /{bucket}/ {{ proxy_pass http://127.0.0.1:{port}; }}
+"""
 
-    def __init__(self, binary: NginxBinary, root: Path, workdir: Path) -> None:
+
+class Nginx:
+    """One nginx serving ``root`` on two ports: loopback and (when the echo module is there)
+    s3-like; on the loopback port, the listings of ``listed_bucket`` come from lister.py."""
+
+    def __init__(self, binary: NginxBinary, root: Path, workdir: Path, listed_bucket: str | None = None) -> None:
         self.binary = binary
         self.root = root
         self.workdir = workdir
+        self.listed_bucket = listed_bucket
         self.loopback_port = 0
         self.s3_like_port: int | None = None
         self.s3_like_unavailable: str | None = None
+        self.lister_port: int | None = None
         self._process: subprocess.Popen[bytes] | None = None
+        self._lister: subprocess.Popen[bytes] | None = None
 
     def _render(self, loopback_port: int, s3_like_port: int | None) -> str:
         s3_like = ""
@@ -333,6 +344,9 @@ class Nginx:
             )
             if self.binary.echo_module:
                 load_module = f"load_module {self.binary.echo_module};\n"
+        listing = ""
+        if self.listed_bucket is not None and self.lister_port is not None:
+            listing = _LISTING.format(bucket=self.listed_bucket, port=self.lister_port)
         return _NGINX_CONFIG.format(
             load_module=load_module,
             user=_nginx_user(),
@@ -340,7 +354,25 @@ class Nginx:
             loopback_port=loopback_port,
             root=self.root,
             s3_like_server=s3_like,
+            listing=listing,
         )
+
+    def _start_lister(self) -> None:
+        port = _free_port()
+        log = (self.workdir / "lister.log").open("wb")
+        self._lister = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("lister.py")), str(self.root), str(port)],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - no thread runs yet
+        )
+        log.close()
+        assert self._lister.stdout is not None
+        if self._lister.stdout.readline().strip() != b"ready":
+            raise BenchmarkError(f"lister.py did not start: {(self.workdir / 'lister.log').read_text()[-2000:]}")
+        _wait_for_port(port, self._lister, "lister.py")
+        self.lister_port = port
 
     def _command(self, *extra: str) -> list[str]:
         return [self.binary.path, "-p", str(self.workdir), "-c", str(self.workdir / "nginx.conf"), *extra]
@@ -359,6 +391,12 @@ class Nginx:
         # (mkdtemp makes it 0700) must be readable by them.
         for directory in (self.root, self.root.parent):
             directory.chmod(directory.stat().st_mode | 0o055)
+        if self.listed_bucket is not None:
+            try:
+                self._start_lister()
+            except BenchmarkError:
+                self._stop()
+                raise
         wanted_s3_like = self.binary.echo_module is not None
         complaint = self._write_config(with_s3_like=wanted_s3_like)
         if complaint is not None and wanted_s3_like:
@@ -400,6 +438,11 @@ class Nginx:
         if self._process is not None:
             _stop(self._process, signal.SIGTERM)
             self._process = None
+        if self._lister is not None:
+            _stop(self._lister, signal.SIGTERM)
+            if self._lister.stdout is not None:
+                self._lister.stdout.close()
+            self._lister = None
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-MODULES = ("reads", "small_objects", "writes", "datasets", "lightning", "checkpoints")
+MODULES = ("reads", "ranges", "small_objects", "writes", "datasets", "scaling", "lightning", "checkpoints")
 
 
 def load() -> dict[str, str]:

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import time
 from typing import Any
 
 import upstream
-from fixtures import ReadObjects, boto3_client
+from fixtures import CountingReader, ReadObjects, boto3_client, read_fully
 from measure import Contender, Transfer, in_process
 from scenario import BenchContext, Bound, Check, Ratio, Scenario, register, versus_upstream
 from servers import LOOPBACK, REMOTE, S3_LIKE, Store
@@ -50,11 +49,6 @@ S3_LIKE_VERSUS_LOOP = 8.0
 LOOPBACK_VERSUS_LOOP = 2.2
 #: s3-like: the loop GETs one object in this many (it waits ~20 ms for each).
 S3_LIKE_LOOP_FRACTION = 10
-
-
-def read_fully(reader: Any) -> int:
-    """The transform: every byte of the object, read; the count is what is yielded."""
-    return len(reader.read())
 
 
 def _dataset(store: Store, uris: list[str], prefetch: int, enable_sharding: bool = False) -> S3IterableDataset:
@@ -137,26 +131,14 @@ def build(context: BenchContext, profile: str) -> Scenario:
             total += len(boto.get_object(Bucket=bucket, Key=key)["Body"].read())
         return Transfer(total, len(loop_keys))
 
-    first_seconds: list[float | None] = [None]
-
-    def iterate(dataset: Any) -> Transfer:
-        """Every item of ``dataset`` (an iterable of counts, or a DataLoader of batches of them)."""
-        total = objects_read = 0
-        started = time.perf_counter()
-        for item in dataset:
-            if objects_read == 0:
-                first_seconds[0] = time.perf_counter() - started
-            if isinstance(item, int):
-                total, objects_read = total + item, objects_read + 1
-            else:
-                total, objects_read = total + int(item.sum()), objects_read + len(item)
-        return Transfer(total, objects_read)
+    counter = CountingReader()
+    iterate = counter.run
 
     def loader(dataset: Any, workers: int) -> Any:
         return torch.utils.data.DataLoader(dataset, batch_size=LOADER_BATCH_SIZE, num_workers=workers)
 
     def contender(name: str, run: Any, children: bool = False) -> Contender:
-        return in_process(name, run, expected, children=children, first=lambda: first_seconds[0])
+        return in_process(name, run, expected, children=children, first=lambda: counter.first)
 
     ours = {
         DATASET: lambda: iterate(_dataset(store, uris, DEFAULT_PREFETCH)),
