@@ -84,7 +84,7 @@ def run_rank(rank: int, world_size: int, store_file: str, target: Target) -> Non
         writer = S3StorageWriter(
             target.region,
             target.checkpoint_uri,
-            prefix_strategy=HexPrefixStrategy(),  # prefix_count: the world size, read here
+            prefix_strategy=HexPrefixStrategy(),  # prefix_count: the world size of the save
             thread_count=2,
             **_storage_settings(target),
         )
