@@ -1,7 +1,8 @@
 """The CI contract of the s3torch monorepo: every check is a nox session.
 
 A bare ``nox`` runs what CI runs (lint, typecheck, tests, integration, docs, release check).
-``nox -s bench`` prints the benchmark table; ``nox -s release -- X.Y.Z`` cuts a release.
+``nox -s bench`` prints the benchmark table; ``nox -s soak`` runs the full fault soak;
+``nox -s release -- X.Y.Z`` cuts a release.
 
 Matrix: the torch versions in ``TORCH_VERSIONS`` and the Python versions in ``PYTHON_VERSIONS``
 are declared; by default only the first of each runs (torch 2.13.0 has a quick local CPU build
@@ -134,6 +135,24 @@ def integration(session: nox.Session, torch: str) -> None:
     install_torch(session, torch)
     install_packages(session, "test")
     session.run("pytest", "integration-tests", *session.posargs)
+
+
+@nox.session(python=PYTHONS[:1])
+def soak(session: nox.Session) -> None:
+    """The full seeded fault soak (integration-tests/test_fault_soak.py): many rounds instead of
+    CI's one. ``S3TORCH_SOAK_ROUNDS`` (default 8) and ``S3TORCH_SOAK_SEED`` choose the run."""
+    install_torch(session, TORCHES[0])
+    install_packages(session, "test")
+    rounds = os.environ.get("S3TORCH_SOAK_ROUNDS", "8")
+    session.run(
+        "pytest",
+        "integration-tests/test_fault_soak.py",
+        "-s",
+        "-p",
+        "no:logging",
+        *session.posargs,
+        env={"S3TORCH_SOAK_ROUNDS": rounds},
+    )
 
 
 @nox.session(python=PYTHONS[:1])
