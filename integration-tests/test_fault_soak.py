@@ -177,6 +177,7 @@ class FaultPlan:
 class Tally:
     operations: Counter[str] = field(default_factory=Counter)
     failed_loudly: Counter[str] = field(default_factory=Counter)
+    seconds: Counter[str] = field(default_factory=Counter)
     wrong_bytes: list[str] = field(default_factory=list)
     partial_objects: list[str] = field(default_factory=list)
     other_errors: list[str] = field(default_factory=list)
@@ -185,6 +186,7 @@ class Tally:
         """Run one operation: ``work`` returns whether its result was right (or what is wrong
         with it). Returns whether it was right, or None when it raised ``S3Exception``."""
         self.operations[operation] += 1
+        started = time.monotonic()
         try:
             right = work()
         except Exception as error:  # sorted below: every kind is reported and asserted
@@ -196,6 +198,8 @@ class Tally:
             logging.getLogger(__name__).exception("soak: %s %s raised a non-S3Exception", operation, detail)
             self.other_errors.append(f"{operation} {detail}: {type(error).__name__}: {str(error)[:300]}")
             return None
+        finally:
+            self.seconds[operation] += time.monotonic() - started
         if right is not True:
             self.wrong_bytes.append(f"{operation} {detail} {right or ''}")
         return right is True
@@ -560,10 +564,10 @@ def uploads_under(soak: Soak, prefix: str) -> list[dict[str, Any]]:
 
 def clean_up_uploads(soak: Soak, server_endpoint: str) -> subprocess.CompletedProcess[str]:
     """The cleanup command of s3torch-client, straight against the server."""
-    environment = {**os.environ, "AWS_ENDPOINT_URL_S3": server_endpoint}
+    command = ["uploads", soak.uri("killed/"), "--abort", "--older-than", "0s"]
+    where = ["--region", soak.env.location.region, "--endpoint", server_endpoint, "--force-path-style"]
     return subprocess.run(
-        [sys.executable, "-m", "s3torch.client", "uploads", soak.uri("killed/"), "--abort", "--older-than", "0s"],
-        env=environment,
+        [sys.executable, "-m", "s3torch.client", *command, *where],
         capture_output=True,
         text=True,
         timeout=120,
