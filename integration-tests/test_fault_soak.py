@@ -668,9 +668,13 @@ def print_summary(
         *(f"  {operation:<56}{count:>8}" for operation, count in by_operation.most_common()),
         f"{'requests through the proxy':<58}{len(soak.proxy.requests):>8}",
         f"{'stalls/trickles ended by the client':<58}{sum(1 for r in stalls if r.client_gave_up):>4}/{len(stalls)}",
-        f"{'operation':<58}{'runs':>8}{'failed loudly':>15}",
-        *(f"  {name:<56}{count:>8}{tally.failed_loudly[name]:>15}" for name, count in sorted(tally.operations.items())),
-        f"{'operations':<58}{sum(tally.operations.values()):>8}{sum(tally.failed_loudly.values()):>15}",
+        f"{'operation':<58}{'runs':>8}{'failed loudly':>15}{'seconds':>9}",
+        *(
+            f"  {name:<56}{count:>8}{tally.failed_loudly[name]:>15}{tally.seconds[name]:>9.1f}"
+            for name, count in sorted(tally.operations.items())
+        ),
+        f"{'operations':<58}{sum(tally.operations.values()):>8}{sum(tally.failed_loudly.values()):>15}"
+        f"{sum(tally.seconds.values()):>9.1f}",
         f"{'wrong or short bytes':<58}{len(tally.wrong_bytes):>8}",
         f"{'partial objects visible':<58}{len(tally.partial_objects):>8}",
         f"{'errors other than S3Exception':<58}{len(tally.other_errors):>8}",
