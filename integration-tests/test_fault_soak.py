@@ -71,6 +71,7 @@ CLIENT_SETTINGS: dict[str, Any] = {
     "read_timeout": READ_TIMEOUT,
     "stall_window": 1.0,
     "stall_min_rate": 32 * 1024,
+    "retry_deadline": 30.0,
 }
 #: A stalled or trickled answer the client has not given up on after this long is cut by the
 #: proxy (and counted as not ended by the client's time bounds).
@@ -141,6 +142,7 @@ class FaultPlan:
         self.bucket = bucket
         self.random = random.Random(seed)
         self.enabled = True
+        self.exempt: list[Callable[[RecordedRequest], bool]] = []  # requests other rules take
         self._drawn: dict[int, Fault | None] = {}
         self._requests: list[RecordedRequest] = []  # keeps the ids of _drawn unique
 
@@ -152,6 +154,8 @@ class FaultPlan:
 
     def _draw(self, request: RecordedRequest) -> Fault | None:
         if not self.enabled or not request.path.startswith(f"/{self.bucket}"):
+            return None
+        if any(exempt(request) for exempt in self.exempt):
             return None
         choices = [
             (fault, weight)
@@ -519,9 +523,10 @@ with S3Client("us-east-1", endpoint=endpoint, s3client_config=config).put_object
 """
 
 
-def killed_writer_rules(proxy: FaultProxy, bucket: str) -> list[tuple[str, Rule, threading.Event]]:
+def killed_writer_rules(soak: Soak) -> list[tuple[str, Rule, threading.Event]]:
     """For each writer to kill: its key and a rule that holds its second part upload (so it is
-    mid-upload when killed) and fires when that part arrives."""
+    mid-upload when killed) and fires when that part arrives. Random faults spare that request."""
+    proxy, bucket = soak.proxy, soak.bucket
     holds = []
     for index in range(KILLED_WRITERS):
         key = f"killed/{index}.bin"
@@ -534,6 +539,7 @@ def killed_writer_rules(proxy: FaultProxy, bucket: str) -> list[tuple[str, Rule,
                 and request.query["partNumber"] == "2"
             )
 
+        soak.plan.exempt.append(second_part)
         holds.append((key, proxy.add(Rule(second_part, hold=release)), release))
     return holds
 
@@ -602,7 +608,7 @@ def soak(faulty_s3: S3TestEnv, monkeypatch: pytest.MonkeyPatch) -> Iterator[Soak
 
 def test_fault_soak(soak: Soak, moto_server: Any) -> None:
     started = time.monotonic()
-    holds = killed_writer_rules(soak.proxy, soak.bucket)  # first: they take precedence over faults
+    holds = killed_writer_rules(soak)  # first: they take precedence over faults
     fault_rules = [(fault, soak.proxy.add(rule)) for fault, rule in soak.plan.rules()]
     orphans: list[dict[str, Any]] = []
     killed_uploads: list[dict[str, Any]] = []
@@ -657,7 +663,12 @@ def print_summary(
     by_kind: Counter[str] = Counter()
     for fault, rule in fault_rules:
         by_kind[fault.kind] += rule.hits
-    by_operation = Counter(r.operation for r in soak.proxy.requests if soak.plan.fault_of(r) is not None)
+    faulted = [(r.operation, soak.plan.fault_of(r)) for r in soak.proxy.requests]
+    by_operation = Counter(operation for operation, fault in faulted if fault is not None)
+    kinds_of: dict[str, Counter[str]] = {}
+    for operation, fault in faulted:
+        if fault is not None:
+            kinds_of.setdefault(operation, Counter())[fault.kind] += 1
     stalls = [r for r in soak.proxy.requests if r.client_gave_up is not None]
     lines = [
         "",
@@ -665,7 +676,10 @@ def print_summary(
         f"{'faults injected':<58}{sum(by_kind.values()):>8}",
         *(f"  {kind:<56}{count:>8}" for kind, count in by_kind.most_common()),
         "faults by S3 operation",
-        *(f"  {operation:<56}{count:>8}" for operation, count in by_operation.most_common()),
+        *(
+            f"  {operation:<56}{count:>8}  ({', '.join(f'{k} {n}' for k, n in kinds_of[operation].most_common())})"
+            for operation, count in by_operation.most_common()
+        ),
         f"{'requests through the proxy':<58}{len(soak.proxy.requests):>8}",
         f"{'stalls/trickles ended by the client':<58}{sum(1 for r in stalls if r.client_gave_up):>4}/{len(stalls)}",
         f"{'operation':<58}{'runs':>8}{'failed loudly':>15}{'seconds':>9}",
