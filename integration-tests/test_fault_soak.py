@@ -10,7 +10,9 @@ boto3 straight against the server); no multipart upload is left behind except th
 killed writers, which the cleanup command removes. A summary table is printed.
 
 CI runs a short version (``S3TORCH_SOAK_ROUNDS`` unset: one round); ``nox -s soak`` runs the full
-one (``S3TORCH_SOAK_ROUNDS``, ``S3TORCH_SOAK_SEED``).
+one (``S3TORCH_SOAK_ROUNDS``, ``S3TORCH_SOAK_SEED``). The seed fixes the sequence of draws and of
+the workloads' choices; which request gets which draw follows the order requests reach the
+proxy, which threads can vary, so a seed reproduces the mix of faults rather than each one.
 """
 
 from __future__ import annotations
