@@ -647,7 +647,9 @@ def test_fault_soak(soak: Soak, moto_server: Any) -> None:
     assert tally.wrong_bytes == [], "reads that returned wrong or short bytes"
     assert tally.partial_objects == [], "objects published by failed writes, or differing from what was written"
     assert orphans == [], "multipart uploads left behind by writers that were not killed"
-    assert len(killed_uploads) == KILLED_WRITERS, "one upload per killed writer, no more"
+    # Each killed writer was mid-upload; one whose create was retried after a lost answer also
+    # left that lost upload, which only its end of write would have found.
+    assert {upload["Key"] for upload in killed_uploads} == {key for key, _, _ in holds}, "killed writers' uploads"
     assert [r.target for r in stalls if not r.client_gave_up] == [], "stalls the client's time bounds did not end"
     assert cleanup is not None and cleanup.returncode == 0, cleanup.stderr if cleanup else "no cleanup"
     assert uploads_under(soak, "killed/") == [], "the cleanup command left uploads of the killed writers"
@@ -695,7 +697,7 @@ def print_summary(
         f"{'partial objects visible':<58}{len(tally.partial_objects):>8}",
         f"{'errors other than S3Exception':<58}{len(tally.other_errors):>8}",
         f"{'orphaned uploads (not killed)':<58}{len(orphans):>8}",
-        f"{'uploads of killed writers / writers killed':<58}{len(killed_uploads):>4}/{KILLED_WRITERS}",
+        f"{'uploads left by the killed writers (writers killed)':<58}{len(killed_uploads):>8} ({KILLED_WRITERS})",
         f"cleanup command: exit {cleanup.returncode if cleanup else '-'}",
     ]
     for title, items in (
