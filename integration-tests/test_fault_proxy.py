@@ -4,6 +4,7 @@ stalls last until the client leaves; trickles arrive whole or are cut; ``Retry-A
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import boto3
@@ -117,3 +118,25 @@ def test_retry_after_and_operation_names(faulty_s3: S3TestEnv) -> None:
         "AbortMultipartUpload",
         "DeleteObject",
     ]
+
+
+@pytest.mark.parametrize("status", [100, 103])
+def test_an_interim_answer_comes_before_the_servers(faulty_s3: S3TestEnv, status: int) -> None:
+    proxy = faulty_s3.proxy
+    assert proxy is not None
+    faulty_s3.put("k", b"the body")
+    proxy.add(Rule(lambda r: r.operation == "GetObject", interim=status))
+    # A raw socket, to see the interim answer that HTTP clients hide; a presigned target, as
+    # moto refuses anonymous GETs.
+    url = faulty_s3.boto.generate_presigned_url("get_object", Params={"Bucket": faulty_s3.bucket, "Key": "k"})
+    path = url.split("/", 3)[3]
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=30) as sock:
+        sock.sendall(f"GET /{path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        answer = b""
+        while not answer.endswith(b"the body"):
+            chunk = sock.recv(65536)
+            assert chunk, answer
+            answer += chunk
+            assert len(answer) < 10_000, answer
+    assert answer.startswith(f"HTTP/1.1 {status} ".encode())
+    assert b"\r\n\r\nHTTP/1.1 200 " in answer

@@ -1,7 +1,8 @@
 """A seeded fault soak: every read path, every write path and the checkpoint integrations run
 through the fault proxy in front of the moto server while a seeded random choice of faults hits
 the requests (resets mid-body, stalls past the client's timeouts, trickles, 500/503 with and
-without ``Retry-After``, range-ignoring answers, lost responses, dropped connections), and
+without ``Retry-After``, range-ignoring answers, interim 1xx answers, lost responses, dropped
+connections), and
 writer processes are killed mid-upload.
 
 The promise checked: a read returns exactly the object's bytes (SHA-256) or raises
@@ -112,6 +113,8 @@ SLOW_DOWN_RETRY_AFTER = Fault("503 SlowDown + Retry-After", {"respond": 503, "co
 RANGE_IGNORED = Fault("range ignored (200, whole object)", {"strip_headers": ("range",)}, needs_range=True)
 DROPPED = Fault("connection closed, no answer", {"drop": True})
 LOST_RESPONSE = Fault("response lost after the server acted", {"lose_response": True})
+EARLY_HINTS = Fault("interim 103 Early Hints first", {"interim": 103})
+UNSOLICITED_CONTINUE = Fault("interim 100 Continue first", {"interim": 100})
 
 ERRORS = [ERROR_500, SLOW_DOWN, SLOW_DOWN_RETRY_AFTER]
 #: What may hit each S3 operation, with weights.
@@ -124,11 +127,18 @@ FAULTS_BY_OPERATION: dict[str, list[tuple[Fault, int]]] = {
         *[(fault, 2) for fault in ERRORS],
         (RANGE_IGNORED, 3),
         (DROPPED, 2),
+        (EARLY_HINTS, 2),
     ],
     "HeadObject": [*[(fault, 1) for fault in ERRORS], (DROPPED, 1)],
     "ListObjectsV2": [*[(fault, 2) for fault in ERRORS], (LOST_RESPONSE, 2), (STALL_HEAD, 1)],
     **{
-        operation: [*[(fault, 2) for fault in ERRORS], (LOST_RESPONSE, 3), (DROPPED, 2), (STALL_HEAD, 1)]
+        operation: [
+            *[(fault, 2) for fault in ERRORS],
+            (LOST_RESPONSE, 3),
+            (DROPPED, 2),
+            (STALL_HEAD, 1),
+            (UNSOLICITED_CONTINUE, 1),
+        ]
         for operation in ("PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload")
     },
     "AbortMultipartUpload": [(fault, 1) for fault in ERRORS],

@@ -96,7 +96,8 @@ class Rule:
     ``strip_headers`` names request headers (any case) removed before the request is forwarded,
     so the server answers as if the client had not sent them (``("range",)``: a server or
     proxy in the way that ignores ``Range``).
-    ``retry_after`` adds that ``Retry-After`` header to a ``respond`` answer.
+    ``retry_after`` adds that ``Retry-After`` header to a ``respond`` answer. ``interim`` sends
+    an interim answer with that status (``100``, ``103``) before the server's answer.
 
     Faults on the server's answer (the request is forwarded; at most one of them):
     ``stall_head`` withholds the response head, ``stall_after`` sends the head and that many body
@@ -118,6 +119,7 @@ class Rule:
     hold: threading.Event | None = None
     strip_headers: tuple[str, ...] = ()
     retry_after: str | None = None
+    interim: int | None = None
     stall_head: bool = False
     stall_after: int | None = None
     trickle: int | None = None
@@ -148,6 +150,12 @@ def object_gets(bucket: str, key: str, nth: int | None = None) -> Callable[[Reco
 def part_uploads(part_number: int) -> Callable[[RecordedRequest], bool]:
     """Matches UploadPart requests of part ``part_number``."""
     return lambda request: request.method == "PUT" and request.query.get("partNumber") == str(part_number)
+
+
+_INTERIM_ANSWERS = {
+    100: b"HTTP/1.1 100 Continue\r\n\r\n",
+    103: b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload; as=style\r\n\r\n",
+}
 
 
 class _Discard:
@@ -433,6 +441,8 @@ class FaultProxy:
         if rule is not None and rule.stall_head:
             self._stall(client, request, rule.stall_limit)
             return False, False
+        if rule is not None and rule.interim is not None:
+            client.sendall(_INTERIM_ANSWERS[rule.interim])
         client.sendall(_encode_head(first, headers))
         if bodiless:
             return True, upstream_open
