@@ -684,6 +684,7 @@ def print_summary(
         if fault is not None:
             kinds_of.setdefault(operation, Counter())[fault.kind] += 1
     stalls = [r for r in soak.proxy.requests if r.client_gave_up is not None]
+    metrics = soak.client.metrics()
     lines = [
         "",
         f"fault soak: seed {SEED}, {ROUNDS} round(s), {elapsed:.0f} s, fault rate {FAULT_RATE}",
@@ -703,6 +704,10 @@ def print_summary(
         ),
         f"{'operations':<58}{sum(tally.operations.values()):>8}{sum(tally.failed_loudly.values()):>15}"
         f"{sum(tally.seconds.values()):>9.1f}",
+        f"{'client metrics of the soak process (S3Client.metrics())':<58}",
+        f"  requests {metrics.total_requests}, attempts {metrics.attempts}, retries {metrics.retries},"
+        f" throttles {metrics.throttles}, errors {metrics.errors},"
+        f" {metrics.bytes_received / 2**20:.0f} MiB received, {metrics.bytes_sent / 2**20:.0f} MiB sent",
         f"{'wrong or short bytes':<58}{len(tally.wrong_bytes):>8}",
         f"{'partial objects visible':<58}{len(tally.partial_objects):>8}",
         f"{'errors other than S3Exception':<58}{len(tally.other_errors):>8}",
