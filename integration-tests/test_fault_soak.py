@@ -194,6 +194,7 @@ class Tally:
     operations: Counter[str] = field(default_factory=Counter)
     failed_loudly: Counter[str] = field(default_factory=Counter)
     seconds: Counter[str] = field(default_factory=Counter)
+    loud_reasons: Counter[str] = field(default_factory=Counter)
     wrong_bytes: list[str] = field(default_factory=list)
     partial_objects: list[str] = field(default_factory=list)
     other_errors: list[str] = field(default_factory=list)
@@ -208,6 +209,7 @@ class Tally:
         except Exception as error:  # sorted below: every kind is reported and asserted
             if is_loud(error):
                 self.failed_loudly[operation] += 1
+                self.loud_reasons[loud_reason(error)] += 1
                 return None
             # Anything else breaks the promise; the soak carries on so one run shows every kind,
             # and the test fails on the list at the end.
@@ -228,6 +230,19 @@ def is_loud(error: BaseException) -> bool:
     if isinstance(error, CheckpointException):
         return bool(error.failures) and all(is_loud(failure[0]) for failure in error.failures.values())
     return error.__cause__ is not None and is_loud(error.__cause__)
+
+
+def loud_reason(error: BaseException) -> str:
+    """What an ``S3Exception`` (or the first one a wrapper holds) says, without names and ids."""
+    while not isinstance(error, S3Exception):
+        if isinstance(error, CheckpointException):
+            error = next(iter(error.failures.values()))[0]
+        else:
+            assert error.__cause__ is not None
+            error = error.__cause__
+    if error.code:
+        return f"{error.code} ({error.status})"
+    return str(error).split(":", 2)[1].strip()[:60] if ":" in str(error) else str(error)[:60]
 
 
 def sha256(data: bytes | bytearray | memoryview) -> str:
@@ -704,6 +719,8 @@ def print_summary(
         ),
         f"{'operations':<58}{sum(tally.operations.values()):>8}{sum(tally.failed_loudly.values()):>15}"
         f"{sum(tally.seconds.values()):>9.1f}",
+        "failed loudly, by reason",
+        *(f"  {reason:<56}{count:>8}" for reason, count in tally.loud_reasons.most_common()),
         f"{'client metrics of the soak process (S3Client.metrics())':<58}",
         f"  requests {metrics.total_requests}, attempts {metrics.attempts}, retries {metrics.retries},"
         f" throttles {metrics.throttles}, errors {metrics.errors},"
