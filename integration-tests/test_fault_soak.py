@@ -24,6 +24,7 @@ import itertools
 import logging
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -242,7 +243,10 @@ def loud_reason(error: BaseException) -> str:
             error = error.__cause__
     if error.code:
         return f"{error.code} ({error.status})"
-    return str(error).split(":", 2)[1].strip()[:60] if ":" in str(error) else str(error)[:60]
+    text = re.sub(r"s3://\S+ ?", "", str(error)).removeprefix("Client error: ")
+    if "no byte of it was used" in text:  # a refused answer: what was wrong with it
+        text = "refused: " + text.rsplit(": ", 1)[-1].split(";")[0]
+    return re.sub(r"\d+(\.\d+)?", "N", text)[:70]
 
 
 def sha256(data: bytes | bytearray | memoryview) -> str:
