@@ -32,7 +32,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -87,9 +87,7 @@ WRITE_SIZES = [1_000, 300_001, PART + 7, 2 * PART + 1_234]
 
 
 def client_config() -> S3ClientConfig:
-    # TEMPORARY until http-core lands: only the settings the config has.
-    known = {f.name for f in fields(S3ClientConfig)}
-    return S3ClientConfig(**{k: v for k, v in CLIENT_SETTINGS.items() if k in known})
+    return S3ClientConfig(**CLIENT_SETTINGS)
 
 
 # ---- the faults ------------------------------------------------------------------------------
