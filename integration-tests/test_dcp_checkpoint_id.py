@@ -18,7 +18,7 @@ from support.dcp_data import assert_equal, keys_under, layered_state_dict, quiet
 from torch.distributed.checkpoint.api import CheckpointException
 
 from s3torch.dcp import S3StorageWriter
-from s3torch.readers import _fsspec
+from s3torch.readers import fsspec as readers_fsspec
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("s3fs") is not None, reason="s3fs is installed: it serves s3://, not s3torch"
@@ -28,9 +28,9 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture
 def on_s3(s3: S3TestEnv) -> Iterator[S3TestEnv]:
     """fsspec's s3:// on the client of ``s3`` (its endpoint: moto's, or none for a real bucket)."""
-    _fsspec.use_client(s3.client)
+    readers_fsspec.use_client(s3.client)
     yield s3
-    _fsspec.use_client(None)  # later tests build theirs from their environment
+    readers_fsspec.use_client(None)  # later tests build theirs from their environment
 
 
 def test_save_and_load_with_only_a_checkpoint_id(on_s3: S3TestEnv) -> None:

@@ -27,6 +27,7 @@ def test_public_surface() -> None:
         "CheckpointNotFoundError",
         "DefaultPrefixStrategy",
         "HexPrefixStrategy",
+        "IncompleteSaveError",
         "NumericPrefixStrategy",
         "RoundRobinPrefixStrategy",
         "S3Checkpoint",

@@ -16,7 +16,7 @@ from torch.distributed.checkpoint._fsspec_filesystem import FsspecReader, Fsspec
 from torch.distributed.checkpoint._storage_utils import _storage_setup
 
 import s3torch.dcp  # noqa: F401 - registers s3torch's s3:// with fsspec
-from s3torch.readers import _fsspec
+from s3torch.readers import fsspec as readers_fsspec
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("s3fs") is not None, reason="s3fs is installed: it serves s3://, not s3torch"
@@ -26,14 +26,14 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture
 def environment_client() -> Iterator[None]:
     """fsspec's s3:// on a client built from this test's environment (moto's, here)."""
-    _fsspec.use_client(None)
+    readers_fsspec.use_client(None)
     yield
-    _fsspec.use_client(None)
+    readers_fsspec.use_client(None)
 
 
 def test_importing_s3torch_dcp_alone_serves_s3_for_fsspec() -> None:
     code = (
-        "import sys, fsspec, s3torch.dcp; from s3torch.readers._fsspec import S3FsspecFileSystem;"
+        "import sys, fsspec, s3torch.dcp; from s3torch.readers.fsspec import S3FsspecFileSystem;"
         "assert fsspec.get_filesystem_class('s3') is S3FsspecFileSystem;"
         "assert 'lightning' not in sys.modules, 'lightning was imported'"
     )

@@ -245,9 +245,19 @@ def test_missing_results_are_refused_even_without_an_exception(s3: MockBucket, m
         return lossy
 
     monkeypatch.setattr(FileSystemWriter, "write_data", lossy_write_data)
-    with single_process(), pytest.raises(CheckpointException, match="items of this rank were written"):
+    with single_process(), pytest.raises(CheckpointException, match="items of this rank were written") as error:
         dcp.save(state_dict(), storage_writer=writer(s3.uri("ckpt")))
     assert "ckpt/.metadata" not in s3.list_keys()
+    import pickle
+
+    from s3torch.client import S3Exception
+    from s3torch.dcp import IncompleteSaveError
+
+    failure = next(iter(error.value.failures.values()))
+    failure = failure[0] if isinstance(failure, tuple) else failure  # torch keeps (exception, traceback)
+    assert isinstance(failure, IncompleteSaveError) and isinstance(failure, S3Exception)
+    assert (failure.bucket, failure.key) == (s3.bucket, "ckpt")
+    assert pickle.loads(pickle.dumps(failure)).key == "ckpt"
 
 
 def test_a_failed_overwrite_leaves_no_metadata(s3: MockBucket, monkeypatch: pytest.MonkeyPatch) -> None:

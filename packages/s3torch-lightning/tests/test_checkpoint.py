@@ -20,7 +20,7 @@ from lightning_unit_support import MIB, PART, REGION, Bucket
 
 from s3torch.client import S3ClientConfig, S3Exception, S3Writer
 from s3torch.lightning import S3LightningCheckpoint
-from s3torch.readers import _fsspec
+from s3torch.readers import fsspec as readers_fsspec
 
 TYPE_ERROR = "is not a supported type for 'path'. Must be a string formatted as an S3 uri."
 
@@ -111,7 +111,7 @@ def test_teardown_does_nothing(checkpoint_io: S3LightningCheckpoint, bucket: Buc
 def test_pickles_its_settings(checkpoint_io: S3LightningCheckpoint, bucket: Bucket) -> None:
     copy = pickle.loads(pickle.dumps(checkpoint_io))
     assert (copy.region, copy.endpoint, copy.s3client_config) == (REGION, None, checkpoint_io.s3client_config)
-    assert _fsspec.current_client() is copy._client  # the unpickled plugin serves fsspec's s3:// now
+    assert readers_fsspec.current_client() is copy._client  # the unpickled plugin serves fsspec's s3:// now
     copy.save_checkpoint({"copied": True}, bucket.uri("copy.ckpt"))
     assert checkpoint_io.load_checkpoint(bucket.uri("copy.ckpt")) == {"copied": True}
 

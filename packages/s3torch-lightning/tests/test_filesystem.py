@@ -1,5 +1,5 @@
 """fsspec's ``s3://`` as Lightning meets it once ``s3torch.lightning`` is imported (without s3fs):
-served by ``s3torch.readers._fsspec`` on the client of the latest plugin. The filesystem's own
+served by ``s3torch.readers.fsspec`` on the client of the latest plugin. The filesystem's own
 behaviour is tested with it, in s3torch-readers."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from lightning_unit_support import REGION, Bucket
 
 from s3torch.client import S3ClientConfig
 from s3torch.lightning import S3LightningCheckpoint
-from s3torch.readers._fsspec import S3FsspecFileSystem
+from s3torch.readers.fsspec import S3FsspecFileSystem
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("s3fs") is not None, reason="s3fs is installed: it serves s3://, not s3torch"

@@ -1,4 +1,4 @@
-"""fsspec's ``s3://`` served by ``S3FsspecFileSystem`` (``s3torch.readers._fsspec``) over moto's
+"""fsspec's ``s3://`` served by ``S3FsspecFileSystem`` (``s3torch.readers.fsspec``) over moto's
 in-process S3: what Lightning's bookkeeping and torch's ``FsspecWriter``/``FsspecReader`` ask of it."""
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from fsspec.core import url_to_fs  # type: ignore[import-untyped]  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
 from s3torch.client import S3Client, S3ClientConfig  # noqa: E402
-from s3torch.readers import _fsspec  # noqa: E402
-from s3torch.readers._fsspec import S3FsspecFileSystem  # noqa: E402
+from s3torch.readers import fsspec as readers_fsspec  # noqa: E402
+from s3torch.readers.fsspec import S3FsspecFileSystem  # noqa: E402
 
 REGION = "us-east-1"
 BUCKET = "s3torch-readers-fsspec"
@@ -63,12 +63,12 @@ def boto(aws_environment: None) -> Iterator[Any]:
 @pytest.fixture
 def fs(boto: Any) -> Iterator[S3FsspecFileSystem]:
     """What fsspec gives for an s3:// path, on a client of this test."""
-    _fsspec.register()
-    _fsspec.use_client(S3Client(REGION, s3client_config=S3ClientConfig(part_size=5 * 1024 * 1024)))
+    readers_fsspec.register()
+    readers_fsspec.use_client(S3Client(REGION, s3client_config=S3ClientConfig(part_size=5 * 1024 * 1024)))
     filesystem, _ = url_to_fs("s3://any/path")
     assert isinstance(filesystem, S3FsspecFileSystem)
     yield filesystem
-    _fsspec.use_client(None)
+    readers_fsspec.use_client(None)
 
 
 @pytest.fixture
@@ -91,9 +91,9 @@ def test_importing_the_readers_imports_no_fsspec() -> None:
 @pytest.mark.usefixtures("_restore_registry")
 def test_register_serves_s3_without_s3fs() -> None:
     importlib.import_module("fsspec.registry")._registry.pop("s3", None)
-    assert _fsspec.register()
+    assert readers_fsspec.register()
     assert fsspec.get_filesystem_class("s3") is S3FsspecFileSystem
-    assert _fsspec.register()  # idempotent
+    assert readers_fsspec.register()  # idempotent
 
 
 @pytest.mark.usefixtures("_restore_registry")
@@ -105,12 +105,12 @@ def test_s3fs_keeps_s3_when_it_is_installed(monkeypatch: pytest.MonkeyPatch) -> 
         return object() if name == "s3fs" else real_find_spec(name, *args)
 
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
-    assert not _fsspec.register()
+    assert not readers_fsspec.register()
     assert "s3" not in fsspec.registry
 
 
 def test_the_default_client_follows_the_environment(aws_environment: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_fsspec, "_client", None)
+    monkeypatch.setattr(readers_fsspec, "_client", None)
     monkeypatch.setenv("AWS_REGION", "ap-south-1")
     client = S3FsspecFileSystem().client
     assert client.region == "ap-south-1"
@@ -118,22 +118,22 @@ def test_the_default_client_follows_the_environment(aws_environment: None, monke
     assert not client.user_agent_prefix.endswith(")")  # no component's comment: shared by several
     assert S3FsspecFileSystem().client is client  # built once
 
-    _fsspec.use_client(None)
+    readers_fsspec.use_client(None)
     monkeypatch.delenv("AWS_REGION")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-north-1")
     assert S3FsspecFileSystem().client.region == "eu-north-1"
 
-    _fsspec.use_client(None)
+    readers_fsspec.use_client(None)
     monkeypatch.delenv("AWS_DEFAULT_REGION")
     assert S3FsspecFileSystem().client.region == "us-east-1"
 
 
 def test_use_client_wins_until_reset(aws_environment: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_fsspec, "_client", None)
+    monkeypatch.setattr(readers_fsspec, "_client", None)
     chosen = S3Client("eu-west-1", endpoint="http://127.0.0.1:9")
-    _fsspec.use_client(chosen)
+    readers_fsspec.use_client(chosen)
     assert S3FsspecFileSystem().client is chosen
-    _fsspec.use_client(None)
+    readers_fsspec.use_client(None)
     assert S3FsspecFileSystem().client is not chosen
 
 

@@ -52,6 +52,8 @@ def test_public_surface() -> None:
         "S3ReaderConstructorProtocol",
         "SequentialS3Reader",
         "check_reader_constructor",
+        "coalesce",
+        "prefetch_executor",
     ]
     for name in s3torch.readers.__all__:
         assert getattr(s3torch.readers, name) is not None

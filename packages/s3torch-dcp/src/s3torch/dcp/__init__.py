@@ -6,13 +6,13 @@
 * Prefix strategies: where each rank's files go under the checkpoint path.
 
 Without s3fs installed, importing this package also serves fsspec's ``s3://`` protocol with
-s3torch (``s3torch.readers._fsspec``), so that ``dcp.save(sd, checkpoint_id="s3://...")`` and
+s3torch (``s3torch.readers.fsspec``), so that ``dcp.save(sd, checkpoint_id="s3://...")`` and
 ``dcp.load`` without a storage, which torch sends to its ``FsspecWriter``/``FsspecReader``, work.
 """
 
 from importlib import metadata as _metadata
 
-from s3torch.readers import _fsspec
+from s3torch.readers import fsspec as readers_fsspec
 
 from ._checkpoint import S3Checkpoint
 from ._file_system import S3FileSystem
@@ -25,9 +25,9 @@ from ._prefix_strategy import (
     S3PrefixStrategyBase,
 )
 from ._storage_reader import CheckpointNotFoundError, S3StorageReader
-from ._storage_writer import S3StorageWriter
+from ._storage_writer import IncompleteSaveError, S3StorageWriter
 
-_fsspec.register()
+readers_fsspec.register()
 
 try:
     __version__ = _metadata.version("s3torch-dcp")
@@ -39,6 +39,7 @@ __all__ = [
     "CheckpointNotFoundError",
     "DefaultPrefixStrategy",
     "HexPrefixStrategy",
+    "IncompleteSaveError",
     "NumericPrefixStrategy",
     "RoundRobinPrefixStrategy",
     "S3Checkpoint",

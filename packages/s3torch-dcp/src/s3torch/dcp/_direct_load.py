@@ -39,8 +39,7 @@ from torch.distributed._shard._utils import narrow_tensor_by_index
 from torch.distributed.checkpoint.planner import LoadItemType, LoadPlanner, ReadItem
 
 from s3torch.client import GetObjectStream, S3Exception
-from s3torch.readers import ItemRange
-from s3torch.readers._dcp_optimized import coalesce, prefetch_executor
+from s3torch.readers import ItemRange, coalesce, prefetch_executor
 
 from ._torch_save_layout import HEAD_BYTES, TensorLayout, parse_tensor_layout, storage_end_matches
 

@@ -19,7 +19,7 @@ from torch.distributed.checkpoint.planner import SavePlan, SavePlanner
 from torch.distributed.checkpoint.storage import WriteResult
 from torch.futures import Future
 
-from s3torch.client import S3ClientConfig
+from s3torch.client import S3ClientConfig, S3Exception, parse_s3_uri
 
 from ._file_system import S3FileSystem
 from ._prefix_strategy import DefaultPrefixStrategy, S3PrefixStrategyBase
@@ -28,8 +28,12 @@ from ._uri import path_to_str
 logger = logging.getLogger(__name__)
 
 
-class IncompleteSaveError(RuntimeError):
-    """A rank lost some of its checkpoint items (a shard failed to upload); nothing is published."""
+class IncompleteSaveError(S3Exception):
+    """A rank lost some of its checkpoint items (a file failed to upload); nothing is published.
+
+    ``bucket`` and ``key`` name the file that failed when its error said so (with its ``code``,
+    ``request_id`` and ``status``), else the checkpoint's path; the failure is its ``__cause__``.
+    """
 
 
 class S3StorageWriter(FileSystemWriter):
@@ -136,9 +140,16 @@ class S3StorageWriter(FileSystemWriter):
             # FileSystemWriter's extra threads swallow their exceptions (they are only printed):
             # a failed shard shows up as missing results.
             cause = self._s3_fs._last_write_error
+            bucket, key = parse_s3_uri(self.path)
+            failed = cause if isinstance(cause, S3Exception) else S3Exception(bucket=bucket, key=key)
             raise IncompleteSaveError(
                 f"Only {len(results)} of {len(plan.items)} items of this rank were written to {self.path}"
-                f" (a checkpoint file failed: {cause!r}); the checkpoint is not published"
+                f" (a checkpoint file failed: {cause!r}); the checkpoint is not published",
+                bucket=failed.bucket or bucket,
+                key=failed.key or key,
+                code=failed.code,
+                request_id=failed.request_id,
+                status=failed.status,
             ) from cause
         return future
 

@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch.plugins.io import CheckpointIO
 
 from s3torch.client import S3Client, S3ClientConfig
-from s3torch.readers import _fsspec
+from s3torch.readers import fsspec as readers_fsspec
 
 from ._compat import lightning_user_agent, weights_only_default
 from ._in_flight import InFlightSaves
@@ -54,7 +54,7 @@ class S3LightningCheckpoint(CheckpointIO):
         self._in_flight = InFlightSaves()
         # Lightning's own s3:// calls (ModelCheckpoint's listings, loggers, load_from_checkpoint)
         # go through fsspec; without s3fs they use this client.
-        _fsspec.use_client(self._client)
+        readers_fsspec.use_client(self._client)
 
     @property
     def endpoint(self) -> str | None:
@@ -75,7 +75,7 @@ class S3LightningCheckpoint(CheckpointIO):
         self.__dict__.update(state)
         self._in_flight = InFlightSaves()
         # Unpickled in a spawned worker: that process's fsspec s3:// uses this client too.
-        _fsspec.use_client(self._client)
+        readers_fsspec.use_client(self._client)
 
     # The path parameters are `str`, not Lightning's `str | Path`: a Path names a local file.
     def save_checkpoint(  # type: ignore[override]

@@ -2,7 +2,14 @@
 
 from ._base import S3Reader
 from ._constructor import DCPOptimizedConstructor, S3ReaderConstructor, check_reader_constructor
-from ._dcp_optimized import DEFAULT_MAX_GAP_SIZE, DCPOptimizedS3Reader, ItemRange, RangeGroup
+from ._dcp_optimized import (
+    DEFAULT_MAX_GAP_SIZE,
+    DCPOptimizedS3Reader,
+    ItemRange,
+    RangeGroup,
+    coalesce,
+    prefetch_executor,
+)
 from ._protocol import DCPS3ReaderConstructorProtocol, S3ReaderConstructorProtocol
 from ._ranged import DEFAULT_BUFFER_SIZE, RangedS3Reader
 from ._sequential import SequentialS3Reader
@@ -25,4 +32,6 @@ __all__ = [
     "S3ReaderConstructorProtocol",
     "SequentialS3Reader",
     "check_reader_constructor",
+    "coalesce",
+    "prefetch_executor",
 ]

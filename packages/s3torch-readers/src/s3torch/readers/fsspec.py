@@ -20,9 +20,8 @@ counts as a (possibly empty) directory for ``isdir`` (as Lightning's own object-
 assumes, so that logs can be written under a new prefix), ``makedirs`` does nothing, and
 ``exists`` is true for objects and for prefixes that hold objects.
 
-This module imports fsspec, which s3torch-readers itself does not depend on: it is imported by
-the packages that declare fsspec (s3torch-dcp, s3torch-lightning), never by
-``s3torch.readers``' ``__init__``.
+This module imports fsspec, a dependency of the extra ``s3torch-readers[fsspec]`` (which
+s3torch-dcp and s3torch-lightning install); ``s3torch.readers``' ``__init__`` never imports it.
 """
 
 from __future__ import annotations
@@ -41,8 +40,11 @@ from fsspec.spec import AbstractFileSystem  # type: ignore[import-untyped]
 
 from s3torch.client import S3Client, S3Exception, is_not_found, parse_s3_uri
 
+__all__ = ["PROTOCOL", "S3FsspecFileSystem", "current_client", "register", "use_client"]
+
 logger = logging.getLogger(__name__)
 
+#: The fsspec protocol served.
 PROTOCOL = "s3"
 _FALLBACK_REGION = "us-east-1"
 #: What makes fsspec expand a path as a glob (as ``glob.has_magic``).
