@@ -17,5 +17,7 @@ class PublicAttributesOnly(griffe.Extension):
             # and properties are the class's interface, documented or not.
             if member.is_alias or not member.is_attribute or member.docstring:
                 continue
-            if "instance-attribute" in member.labels and "property" not in member.labels:
+            # A dataclass field carries both labels: it is a class-level field, so it stays.
+            labels = member.labels
+            if "instance-attribute" in labels and not labels & {"class-attribute", "property"}:
                 del cls.members[name]
