@@ -125,3 +125,38 @@ def test_public_surface() -> None:
     )
     for name in package.__all__:
         assert hasattr(package, name)
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+@pytest.mark.parametrize("factory", ["from_objects", "from_prefix"])
+def test_factories_take_every_keyword_of_the_constructor(dataset: Any, factory: str) -> None:
+    """The factories keep explicit signatures, and forward their arguments by name: a keyword
+    added to the constructor must be added to both factories too."""
+    import inspect
+
+    constructor = set(inspect.signature(dataset.__init__).parameters) - {"self", "get_dataset_objects"}
+    parameters = inspect.signature(getattr(dataset, factory)).parameters
+    keywords = {name for name, parameter in parameters.items() if parameter.kind is parameter.KEYWORD_ONLY}
+    assert keywords == constructor
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_factories_forward_every_argument(dataset: Any) -> None:
+    from s3torch.client import S3ClientConfig
+    from s3torch.readers import S3ReaderConstructor
+
+    config = S3ClientConfig(part_size=16 * 1024 * 1024)
+    constructor = S3ReaderConstructor.range_based()
+    for built in (
+        dataset.from_objects(
+            "s3://b/k", region="eu-west-1", endpoint="http://e", s3client_config=config,
+            reader_constructor=constructor, prefetch=3, shuffle=True, seed=7,
+        ),
+        dataset.from_prefix(
+            "s3://b/p", region="eu-west-1", endpoint="http://e", s3client_config=config,
+            reader_constructor=constructor, prefetch=3, shuffle=True, seed=7,
+        ),
+    ):  # fmt: skip
+        assert (built.region, built.endpoint) == ("eu-west-1", "http://e")
+        assert built._s3client_config is config and built._reader_constructor is constructor
+        assert (built._prefetch, built._shuffle, built._seed) == (3, True, 7)

@@ -114,3 +114,18 @@ def test_dcp_optimized_unsorted_ranges_keep_the_upstream_text() -> None:
         DCPOptimizedS3Reader(
             "bucket", "key", [ItemRange(10, 20), ItemRange(5, 10)], obj.get_object_info, obj.get_stream
         )
+
+
+def test_known_size_sends_nothing() -> None:
+    obj = PlainObject()
+    sequential = SequentialS3Reader("bucket", "key", obj.get_object_info, obj.get_stream)
+    assert sequential.known_size() is None
+    sequential.seek(0, io.SEEK_END)  # from the object info
+    assert sequential.known_size() == len(DATA)
+    ranged = RangedS3Reader("bucket", "key", obj.get_object_info, obj.get_stream)
+    assert ranged.known_size() is None
+    ranged.read(1)
+    assert ranged.known_size() == len(DATA)
+    dcp = DCPOptimizedS3Reader("bucket", "key", [ItemRange(0, 1)], obj.get_object_info, obj.get_stream)
+    assert dcp.known_size() is None
+    assert obj.calls == [(0, len(DATA))]  # only the ranged read's GET (its buffer, up to the size)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import pickle
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple, TypeVar
 
 import torch.utils.data
@@ -89,3 +89,21 @@ def check_options(transform: Any, reader_constructor: Any) -> None:
     """The checks both datasets make of their callables at construction."""
     check_transform(transform)
     check_reader_constructor(reader_constructor)
+
+
+_Dataset = TypeVar("_Dataset")
+
+
+def build_from_factory(
+    cls: Callable[..., _Dataset],
+    get_dataset_objects: Callable[[S3Client], Iterable[S3BucketKeyData]],
+    factory_arguments: dict[str, Any],
+    source: str,
+) -> _Dataset:
+    """The dataset ``from_objects``/``from_prefix`` build: ``cls`` with ``get_dataset_objects``
+    and every other argument of the factory (its ``locals()`` when it starts), by name, except
+    ``cls`` and the ``source`` URI argument. The factories keep their explicit upstream signatures
+    and docstrings; this one place forwards them, for both datasets (a unit test checks that each
+    factory takes every keyword its constructor does)."""
+    keywords = {name: value for name, value in factory_arguments.items() if name not in ("cls", source)}
+    return cls(get_dataset_objects=get_dataset_objects, **keywords)

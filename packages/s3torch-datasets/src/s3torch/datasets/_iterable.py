@@ -17,6 +17,7 @@ from s3torch.readers import S3Reader, S3ReaderConstructor, S3ReaderConstructorPr
 
 from ._common import (
     S3BucketKeyData,
+    build_from_factory,
     check_options,
     check_region,
     deliverable,
@@ -62,6 +63,16 @@ def sorted_objects(objects: Iterable[S3BucketKeyData]) -> list[S3BucketKeyData]:
     """Every object, by bucket and key: a listing's order is not guaranteed on every kind of
     bucket (directory buckets), so a shuffle starts from this order to be the same on every rank."""
     return sorted(objects, key=lambda item: (item.bucket, item.key))
+
+
+@dataclass(frozen=True)
+class _NextIteration:
+    """Where the next iteration starts: its epoch, the objects of its shard already yielded (to
+    skip), and the (rank, worker) that position was counted for (None: any, at position 0)."""
+
+    epoch: int
+    position: int = 0
+    topology: Shard | None = None
 
 
 @dataclass
@@ -143,12 +154,8 @@ class S3IterableDataset(torch.utils.data.IterableDataset[Any]):
         self._seed = check_seed(seed)
         self._shuffle_buffer_size = _check_buffer_size(shuffle_buffer_size, self._shuffle)
         self._client: S3Client | None = None
-        # The epoch of the next iteration is _epoch when _epoch_is_next (nothing iterated yet,
-        # set_epoch or load_state_dict since), else _epoch + 1 (the last one started used _epoch).
-        self._epoch = 0
-        self._epoch_is_next = True
-        self._resume_position = 0
-        self._resume_topology: Shard | None = None
+        # Set by set_epoch and load_state_dict; once an iteration starts, the epoch after its own.
+        self._next = _NextIteration(0)
         self._progress: _Progress | None = None  # the latest iteration
         # (rank, world_size) of the process that pickled this dataset, for DataLoader workers
         # started with spawn/forkserver, which have no process group of their own.
@@ -177,20 +184,10 @@ class S3IterableDataset(torch.utils.data.IterableDataset[Any]):
         Raises:
             ValueError: A URI is not ``s3://bucket/key``; the message quotes it.
         """
+        arguments = dict(locals())  # first, and a copy: the factory's arguments, forwarded by name
         logger.info("Building %s from_objects", cls.__name__)
-        return cls(
-            region,
-            functools.partial(listed_objects, parse_object_uris(object_uris)),
-            endpoint,
-            transform=transform,
-            s3client_config=s3client_config,
-            enable_sharding=enable_sharding,
-            reader_constructor=reader_constructor,
-            prefetch=prefetch,
-            shuffle=shuffle,
-            seed=seed,
-            shuffle_buffer_size=shuffle_buffer_size,
-        )
+        objects = functools.partial(listed_objects, parse_object_uris(object_uris))
+        return build_from_factory(cls, objects, arguments, source="object_uris")
 
     @classmethod
     def from_prefix(
@@ -216,21 +213,11 @@ class S3IterableDataset(torch.utils.data.IterableDataset[Any]):
         Raises:
             ValueError: ``s3_uri`` is not an ``s3://`` URI with a bucket; the message quotes it.
         """
+        arguments = dict(locals())  # first, and a copy: the factory's arguments, forwarded by name
         logger.info("Building %s from_prefix s3_uri=%r", cls.__name__, s3_uri)
         parse_s3_uri(s3_uri)
-        return cls(
-            region,
-            functools.partial(get_objects_from_prefix, s3_uri),
-            endpoint,
-            transform=transform,
-            s3client_config=s3client_config,
-            enable_sharding=enable_sharding,
-            reader_constructor=reader_constructor,
-            prefetch=prefetch,
-            shuffle=shuffle,
-            seed=seed,
-            shuffle_buffer_size=shuffle_buffer_size,
-        )
+        objects = functools.partial(get_objects_from_prefix, s3_uri)
+        return build_from_factory(cls, objects, arguments, source="s3_uri")
 
     # ---- properties ---------------------------------------------------------------------
     @property
@@ -246,7 +233,7 @@ class S3IterableDataset(torch.utils.data.IterableDataset[Any]):
     @property
     def epoch(self) -> int:
         """The epoch the next iteration uses, unless ``set_epoch`` says otherwise."""
-        return self._epoch if self._epoch_is_next else self._epoch + 1
+        return self._next.epoch
 
     def _get_client(self) -> S3Client:
         if self._client is None:
@@ -268,22 +255,16 @@ class S3IterableDataset(torch.utils.data.IterableDataset[Any]):
         then start from this object's epoch). A position loaded with ``load_state_dict`` for this
         same epoch is kept."""
         epoch = check_epoch(epoch)
-        if not (self._epoch_is_next and self._epoch == epoch):
-            self._resume_position, self._resume_topology = 0, None
-        self._epoch, self._epoch_is_next = epoch, True
+        if self._next.epoch != epoch:
+            self._next = _NextIteration(epoch)
         self._progress = None
 
     def state_dict(self) -> dict[str, Any]:
         """Where the latest iteration is: ``epoch``, ``seed`` and ``position`` (the objects it has
         yielded, those of this rank and worker's shard only), plus the shuffle settings and the
         rank and worker it runs as. Before any iteration: where the next one starts."""
-        topology: Shard | None
-        if self._progress is not None:
-            epoch, position, topology = self._progress.epoch, self._progress.position, self._progress.topology
-        elif self._epoch_is_next:
-            epoch, position, topology = self._epoch, self._resume_position, self._resume_topology
-        else:
-            epoch, position, topology = self._epoch + 1, 0, None
+        where = self._progress or self._next
+        epoch, position, topology = where.epoch, where.position, where.topology
         state: dict[str, Any] = {
             "epoch": epoch,
             "seed": self._seed,
@@ -320,20 +301,16 @@ class S3IterableDataset(torch.utils.data.IterableDataset[Any]):
                 )
         topology = {name: state_dict.get(name) for name in _TOPOLOGY_KEYS}
         self._seed = seed
-        self._epoch, self._epoch_is_next = epoch, True
-        self._resume_position = position
-        self._resume_topology = None
+        counted_for = None
         if all(isinstance(value, int) for value in topology.values()):
-            self._resume_topology = Shard(**{name: int(value or 0) for name, value in topology.items()})
+            counted_for = Shard(**{name: int(value or 0) for name, value in topology.items()})
+        self._next = _NextIteration(epoch, position, counted_for)
         self._progress = None
 
     # ---- iteration ----------------------------------------------------------------------
     def __iter__(self) -> Iterator[Any]:
         topology = current_topology(self._inherited_rank)
-        if self._epoch_is_next:
-            epoch, start, expected = self._epoch, self._resume_position, self._resume_topology
-        else:
-            epoch, start, expected = self._epoch + 1, 0, None
+        epoch, start, expected = self._next.epoch, self._next.position, self._next.topology
         if start and expected is not None and expected != topology:
             raise ValueError(
                 f"cannot resume at position {start}: the state was taken as {expected.describe()},"
@@ -361,8 +338,7 @@ class S3IterableDataset(torch.utils.data.IterableDataset[Any]):
 
     def _iterate(self, progress: _Progress, shard: Shard) -> Iterator[Any]:
         # Runs from the first next(): only an iteration that started counts as one.
-        self._epoch, self._epoch_is_next = progress.epoch, False
-        self._resume_position, self._resume_topology = 0, None
+        self._next = _NextIteration(progress.epoch + 1)
         logger.debug(
             "S3IterableDataset iteration: epoch %d, %s, shard %d of %d, from position %d",
             progress.epoch,

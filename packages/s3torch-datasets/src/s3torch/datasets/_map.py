@@ -15,6 +15,7 @@ from s3torch.readers import S3Reader, S3ReaderConstructor, S3ReaderConstructorPr
 
 from ._common import (
     S3BucketKeyData,
+    build_from_factory,
     check_options,
     check_region,
     deliverable,
@@ -110,18 +111,10 @@ class S3MapDataset(torch.utils.data.Dataset[Any]):
         Raises:
             ValueError: A URI is not ``s3://bucket/key``; the message quotes it.
         """
+        arguments = dict(locals())  # first, and a copy: the factory's arguments, forwarded by name
         logger.info("Building %s from_objects", cls.__name__)
-        return cls(
-            region,
-            functools.partial(listed_objects, parse_object_uris(object_uris)),
-            endpoint,
-            transform=transform,
-            s3client_config=s3client_config,
-            reader_constructor=reader_constructor,
-            prefetch=prefetch,
-            shuffle=shuffle,
-            seed=seed,
-        )
+        objects = functools.partial(listed_objects, parse_object_uris(object_uris))
+        return build_from_factory(cls, objects, arguments, source="object_uris")
 
     @classmethod
     def from_prefix(
@@ -144,19 +137,11 @@ class S3MapDataset(torch.utils.data.Dataset[Any]):
         Raises:
             ValueError: ``s3_uri`` is not an ``s3://`` URI with a bucket; the message quotes it.
         """
+        arguments = dict(locals())  # first, and a copy: the factory's arguments, forwarded by name
         logger.info("Building %s from_prefix s3_uri=%r", cls.__name__, s3_uri)
         parse_s3_uri(s3_uri)
-        return cls(
-            region,
-            functools.partial(get_objects_from_prefix, s3_uri),
-            endpoint,
-            transform=transform,
-            s3client_config=s3client_config,
-            reader_constructor=reader_constructor,
-            prefetch=prefetch,
-            shuffle=shuffle,
-            seed=seed,
-        )
+        objects = functools.partial(get_objects_from_prefix, s3_uri)
+        return build_from_factory(cls, objects, arguments, source="s3_uri")
 
     # ---- properties ---------------------------------------------------------------------
     @property

@@ -33,7 +33,6 @@ caller reaches that object, not earlier.
 from __future__ import annotations
 
 import functools
-import io
 import logging
 import os
 import statistics
@@ -44,7 +43,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from s3torch.readers import S3Reader, SequentialS3Reader
+from s3torch.readers import S3Reader
 
 from ._common import S3BucketKeyData, identity
 
@@ -101,12 +100,7 @@ def _prefetch_reader(reader: S3Reader) -> int | None:
     """Send the object's GET and wait for its response head; return the object's size when the
     reader learned it from that response."""
     reader.prefetch()
-    if type(reader) is SequentialS3Reader:
-        # The stream has started, so the reader knows the size: this seek sends nothing.
-        size = reader.seek(0, io.SEEK_END)
-        reader.seek(0)
-        return size
-    return None
+    return reader.known_size()
 
 
 def _prefetches(reader: S3Reader) -> bool:

@@ -110,6 +110,11 @@ class S3Reader(ABC, io.BufferedIOBase):
     def prefetch(self) -> None:
         """Start fetching data, where the strategy fetches ahead (a no-op otherwise)."""
 
+    def known_size(self) -> int | None:
+        """The object's size if this reader knows it already (from a response or the listing),
+        without sending a request; ``None`` otherwise (s3torch addition)."""
+        return None
+
     def readable(self) -> bool:
         return True
 

@@ -147,6 +147,10 @@ class RangedS3Reader(S3Reader):
     def tell(self) -> int:
         return self._position
 
+    def known_size(self) -> int | None:
+        """The object's size if known already (no request is sent to learn it)."""
+        return self._size
+
     def _reader_state(self) -> dict[str, Any]:
         return {"buffer_size": self._buffer_size, "position": self._position, "size": self._size, "etag": self._etag}
 

@@ -182,6 +182,10 @@ class SequentialS3Reader(S3Reader):
     def tell(self) -> int:
         return self._position
 
+    def known_size(self) -> int | None:
+        """The object's size if known already (no request is sent to learn it)."""
+        return self._size
+
     def _size_without_get(self) -> int:
         if self._size is None:
             info = self._get_object_info()
