@@ -16,8 +16,7 @@ from hypothesis import strategies as st
 from readers_fakes import BUCKET, KEY, FakeObject
 
 from s3torch.client import S3Exception
-from s3torch.readers import DEFAULT_MAX_GAP_SIZE, DCPOptimizedS3Reader, ItemRange, RangeGroup
-from s3torch.readers._dcp_optimized import coalesce
+from s3torch.readers import DEFAULT_MAX_GAP_SIZE, DCPOptimizedS3Reader, ItemRange, RangeGroup, coalesce
 
 DATA = random.Random(21).randbytes(2000)
 SEQUENTIAL_ONLY = "DCPOptimizedS3Reader only supports sequentially accessing provided ranges: "

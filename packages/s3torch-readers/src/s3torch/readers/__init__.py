@@ -2,16 +2,10 @@
 
 from ._base import S3Reader
 from ._constructor import DCPOptimizedConstructor, S3ReaderConstructor, check_reader_constructor
-from ._dcp_optimized import (
-    DEFAULT_MAX_GAP_SIZE,
-    DCPOptimizedS3Reader,
-    ItemRange,
-    RangeGroup,
-    coalesce,
-    prefetch_executor,
-)
+from ._dcp_optimized import DCPOptimizedS3Reader, prefetch_executor
 from ._protocol import DCPS3ReaderConstructorProtocol, S3ReaderConstructorProtocol
 from ._ranged import DEFAULT_BUFFER_SIZE, RangedS3Reader
+from ._ranges import DEFAULT_MAX_GAP_SIZE, ItemRange, RangeGroup, coalesce
 from ._sequential import SequentialS3Reader
 from ._stream import GetStreamCallable, ObjectInfoCallable, ObjectSize
 

@@ -9,15 +9,10 @@ from functools import partial
 from typing import Any
 
 from ._base import S3Reader
-from ._dcp_optimized import (
-    DEFAULT_MAX_GAP_SIZE,
-    FALLBACK_GUIDANCE,
-    DCPOptimizedS3Reader,
-    ItemRange,
-    check_max_gap_size,
-)
+from ._dcp_optimized import FALLBACK_GUIDANCE, DCPOptimizedS3Reader
 from ._protocol import DCPS3ReaderConstructorProtocol, S3ReaderConstructorProtocol
 from ._ranged import RangedS3Reader
+from ._ranges import DEFAULT_MAX_GAP_SIZE, ItemRange, check_max_gap_size
 from ._sequential import SequentialS3Reader
 from ._stream import GetStreamCallable, ObjectInfoCallable
 

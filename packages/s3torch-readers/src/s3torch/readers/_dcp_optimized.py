@@ -15,13 +15,12 @@ consumed, each at most ``PREFETCH_BYTES_PER_GROUP`` ahead of use.
 from __future__ import annotations
 
 import io
-import math
 import os
 import threading
 from bisect import bisect_right
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from s3torch.client import S3Exception
@@ -31,9 +30,15 @@ from ._base import (
     check_position,
     writable_view,
 )
+from ._ranges import (
+    DEFAULT_MAX_GAP_SIZE,
+    ItemRange,
+    RangeGroup,
+    check_item_ranges,
+    check_max_gap_size,
+    coalesce,
+)
 from ._stream import GetStreamCallable, ObjectInfoCallable, ReaderStream, reader_stream
-
-DEFAULT_MAX_GAP_SIZE = 32 * 1024 * 1024
 
 _DCPReader = TypeVar("_DCPReader", bound="DCPOptimizedS3Reader")
 
@@ -51,58 +56,6 @@ FALLBACK_GUIDANCE = (
     " order. For other access patterns use the generic reader: "
     "S3StorageReader(..., reader_constructor=S3ReaderConstructor.sequential())."
 )
-
-
-@dataclass(frozen=True)
-class ItemRange:
-    """Bytes ``[start, end)`` of one checkpoint item in its file."""
-
-    start: int
-    end: int
-
-
-@dataclass
-class RangeGroup:
-    """Neighbouring items fetched by one ranged GET ``[start, end)``."""
-
-    start: int
-    end: int
-    item_ranges: list[ItemRange] = field(default_factory=list)
-
-
-def _check_ranges(item_ranges: Any) -> list[ItemRange]:
-    if not isinstance(item_ranges, list) or not item_ranges:
-        raise ValueError("item_ranges must be a non-empty List[ItemRange] object")
-    ranges: list[ItemRange] = []
-    previous: ItemRange | None = None
-    for item in item_ranges:
-        if item.start < 0 or item.end < item.start:
-            raise ValueError(f"Invalid range: {item.start}-{item.end}")
-        if item.start == item.end:
-            continue
-        if previous is not None:
-            if item.start < previous.start:
-                raise ValueError(f"Unsorted ranges: {previous.start}-{previous.end} and {item.start}-{item.end}")
-            if item.start < previous.end:
-                raise ValueError(f"Overlapping ranges: {previous.start}-{previous.end} and {item.start}-{item.end}")
-        ranges.append(item)
-        previous = item
-    if not ranges:
-        raise ValueError("No non-empty ranges to read (all ranges were length 0)")
-    return ranges
-
-
-def coalesce(ranges: list[ItemRange], max_gap_size: float) -> list[RangeGroup]:
-    """Group sorted ranges whose gaps are at most ``max_gap_size``, in order; a range that
-    overlaps the group before it starts a group of its own."""
-    groups: list[RangeGroup] = []
-    for item in ranges:
-        if groups and 0 <= item.start - groups[-1].end <= max_gap_size:
-            groups[-1].end = item.end
-            groups[-1].item_ranges.append(item)
-        else:
-            groups.append(RangeGroup(item.start, item.end, [item]))
-    return groups
 
 
 class _Pool:
@@ -169,14 +122,6 @@ class _GroupFetch:
             self.future.add_done_callback(lambda _: self.stream.close())
 
 
-def check_max_gap_size(max_gap_size: Any) -> float:
-    if isinstance(max_gap_size, bool) or not isinstance(max_gap_size, (int, float)):
-        raise TypeError(f"max_gap_size must be int or float, got {type(max_gap_size).__name__}")
-    if math.isnan(max_gap_size) or max_gap_size < 0:
-        raise ValueError("max_gap_size must be non-negative")
-    return max_gap_size
-
-
 class DCPOptimizedS3Reader(S3Reader):
     """The reader ``torch.distributed.checkpoint`` loads through when the constructor is
     ``S3ReaderConstructor.dcp_optimized()``: it fetches only the plan's ranges, coalesced.
@@ -209,7 +154,7 @@ class DCPOptimizedS3Reader(S3Reader):
         if not key:
             raise ValueError("Key should be specified")
         self._max_gap_size = check_max_gap_size(max_gap_size)
-        self._items = _check_ranges(item_ranges)
+        self._items = check_item_ranges(item_ranges)
         self._groups = coalesce(self._items, self._max_gap_size)
         self._group_of_item = [index for index, group in enumerate(self._groups) for _ in group.item_ranges]
         self._item_index = -1

@@ -9,7 +9,7 @@ from ._base import S3Reader
 from ._stream import GetStreamCallable, ObjectInfoCallable
 
 if TYPE_CHECKING:
-    from ._dcp_optimized import ItemRange
+    from ._ranges import ItemRange
 
 
 @runtime_checkable
