@@ -161,6 +161,11 @@ def test_a_damaged_archive_fails_instead_of_loading_wrong_bytes(s3: MockBucket) 
     with pytest.raises(CheckpointException) as raised:
         load(s3, "ckpt", {"weight": torch.zeros(1000)})
     assert "is not the torch.save archive its header describes" in str(raised.value)
+    from s3torch.client import S3Exception
+
+    failure = next(iter(raised.value.failures.values()))
+    failure = failure[0] if isinstance(failure, tuple) else failure  # torch keeps (exception, traceback)
+    assert isinstance(failure, S3Exception) and (failure.bucket, failure.key) == (s3.bucket, shard)
 
 
 def _archive(tensor: torch.Tensor) -> bytes:

@@ -38,7 +38,7 @@ import torch
 from torch.distributed._shard._utils import narrow_tensor_by_index
 from torch.distributed.checkpoint.planner import LoadItemType, LoadPlanner, ReadItem
 
-from s3torch.client import GetObjectStream, S3Exception
+from s3torch.client import GetObjectStream, client_error
 from s3torch.readers import ItemRange, coalesce, prefetch_executor
 
 from ._torch_save_layout import HEAD_BYTES, TensorLayout, parse_tensor_layout, storage_end_matches
@@ -120,9 +120,12 @@ class _GroupReader:
         while filled < len(view):
             count = self.stream.readinto(view[filled:])
             if count == 0:
-                raise S3Exception(
+                raise client_error(
                     f"{self.uri} ended at byte {self.position + filled}, before byte {self.position + len(view)}"
-                    " of the checkpoint items planned in it: the file is shorter than its .metadata says"
+                    " of the checkpoint items planned in it: the file is shorter than its .metadata says",
+                    operation="GetObject",
+                    bucket=self.stream.bucket,
+                    key=self.stream.key,
                 )
             filled += count
         self.position += len(view)
@@ -269,10 +272,13 @@ class DirectLoader:
         trailing = info.length - max(storage_end, len(head))
         after_storage += reader.read(trailing)
         if not storage_end_matches(layout, bytes(after_storage[:_DESCRIPTOR_BYTES])):
-            raise S3Exception(
+            raise client_error(
                 f"{reader.uri}: the checkpoint item at bytes [{info.offset}, {info.offset + info.length}) is not"
                 " the torch.save archive its header describes (its storage is not followed by what the archive"
-                " has there)"
+                " has there)",
+                operation="GetObject",
+                bucket=reader.stream.bucket,
+                key=reader.stream.key,
             )
 
 
