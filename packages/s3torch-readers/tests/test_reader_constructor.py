@@ -83,10 +83,12 @@ def test_range_based_is_a_partial_with_the_buffer_size(buffer_size: int | None) 
     assert obj.ranges == [(0, expected_end)]
 
 
-def test_range_based_with_a_negative_buffer_fails_when_the_reader_is_built() -> None:
-    constructor = S3ReaderConstructor.range_based(-1)
+def test_range_based_with_a_bad_buffer_size_fails_at_once() -> None:
+    # The upstream fails only when the first reader is built (in a DataLoader worker, say).
     with pytest.raises(ValueError, match="buffer_size"):
-        build(constructor, FakeObject(DATA))
+        S3ReaderConstructor.range_based(-1)
+    with pytest.raises(TypeError, match="buffer_size"):
+        S3ReaderConstructor.range_based("8")  # type: ignore[arg-type]
 
 
 def test_default_is_sequential() -> None:

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from ._arguments import check_bucket, check_header_value, check_names, check_range, check_region
 from ._config import S3ClientConfig
 from ._get_stream import GetObjectStream
 from ._list import ListObjectStream, storage_class, timestamp
@@ -23,13 +24,6 @@ if TYPE_CHECKING:
     from s3torch.readers import S3Reader  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
 logger = logging.getLogger(__name__)
-
-
-def _check_names(bucket: str, key: str | None = None) -> None:
-    if not isinstance(bucket, str) or not bucket:
-        raise ValueError("Bucket should be specified")
-    if key is not None and (not isinstance(key, str) or not key):
-        raise ValueError(f"Key should be specified (bucket {bucket!r})")
 
 
 def _restore_status(header: str | None) -> RestoreStatus | None:
@@ -69,8 +63,13 @@ class S3Client:
         user_agent: UserAgent | None = None,
         s3client_config: S3ClientConfig | None = None,
     ) -> None:
-        if not isinstance(region, str) or not region:
-            raise ValueError("region should be specified, for example 'us-east-1'")
+        check_region(region)
+        if endpoint is not None and not isinstance(endpoint, str):
+            raise TypeError(f"endpoint must be a URL (str) or None, got {type(endpoint).__name__}")
+        if user_agent is not None and not isinstance(user_agent, UserAgent):
+            raise TypeError(f"user_agent must be a UserAgent or None, got {type(user_agent).__name__}")
+        if s3client_config is not None and not isinstance(s3client_config, S3ClientConfig):
+            raise TypeError(f"s3client_config must be an S3ClientConfig or None, got {type(s3client_config).__name__}")
         self._region = region
         self._endpoint = endpoint or None
         self._user_agent = user_agent or UserAgent()
@@ -137,7 +136,12 @@ class S3Client:
         """A reader of ``s3://bucket/key``, built by ``reader_constructor`` (the sequential reader
         of s3torch-readers by default). With ``object_info`` (from a listing) the reader never
         needs a HEAD; without it, a HEAD is sent only if the reader needs the size first."""
-        _check_names(bucket, key)
+        check_names(bucket, key)
+        if object_info is not None and not isinstance(object_info, (ObjectInfo, HeadObjectResult)):
+            raise TypeError(
+                f"object_info must be an ObjectInfo, a HeadObjectResult or None, got {type(object_info).__name__}"
+                f" (s3://{bucket}/{key})"
+            )
         logger.debug("GetObject s3://%s/%s, object_info is None=%s", bucket, key, object_info is None)
         try:
             from s3torch.readers import S3ReaderConstructor, check_reader_constructor
@@ -167,7 +171,10 @@ class S3Client:
         """The raw stream of bytes ``[start, end)`` of ``s3://bucket/key`` (``end`` exclusive,
         ``None`` for the end of the object). Nothing is sent until the first read. With ``etag``,
         every request is pinned to that version of the object."""
-        _check_names(bucket, key)
+        check_names(bucket, key)
+        check_range(start, end, bucket, key)
+        if etag is not None:
+            check_header_value("etag", etag, f" (s3://{bucket}/{key})")
         logger.debug("GetObjectStream s3://%s/%s [%s, %s)", bucket, key, start, end)
         return GetObjectStream(self._transport, bucket, key, start, end, etag=etag)
 
@@ -183,9 +190,12 @@ class S3Client:
         is published.
 
         Raises:
-            ValueError: ``if_none_match`` is neither None nor ``"*"`` (the only value S3 takes on writes).
+            ValueError: ``if_none_match`` is neither None nor ``"*"`` (the only value S3 takes on
+                writes), or ``storage_class`` holds a CR or LF.
         """
-        _check_names(bucket, key)
+        check_names(bucket, key)
+        if storage_class is not None:
+            check_header_value("storage_class", storage_class, f" (s3://{bucket}/{key})")
         if if_none_match is not None and if_none_match != "*":
             raise ValueError(
                 f"if_none_match must be None or '*' (the only value S3 takes on writes), got {if_none_match!r}"
@@ -195,7 +205,7 @@ class S3Client:
 
     def head_object(self, bucket: str, key: str) -> HeadObjectResult:
         """Size, ETag, last modification, storage and restore status of ``s3://bucket/key``."""
-        _check_names(bucket, key)
+        check_names(bucket, key)
         logger.debug("HeadObject s3://%s/%s", bucket, key)
         transport = self._transport
         result = transport.call(
@@ -211,15 +221,15 @@ class S3Client:
 
     def delete_object(self, bucket: str, key: str) -> None:
         """Delete ``s3://bucket/key``; a key that does not exist is not an error."""
-        _check_names(bucket, key)
+        check_names(bucket, key)
         logger.debug("DeleteObject s3://%s/%s", bucket, key)
         transport = self._transport
         transport.call("DeleteObject", bucket, key, "delete_object", Bucket=bucket, Key=key, **transport.request_payer)
 
     def copy_object(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> None:
         """Copy an object inside S3 (server side; sources up to 5 GiB)."""
-        _check_names(src_bucket, src_key)
-        _check_names(dst_bucket, dst_key)
+        check_names(src_bucket, src_key)
+        check_names(dst_bucket, dst_key)
         logger.debug("CopyObject s3://%s/%s to s3://%s/%s", src_bucket, src_key, dst_bucket, dst_key)
         transport = self._transport
         transport.call(
@@ -237,9 +247,12 @@ class S3Client:
         self, bucket: str, prefix: str = "", delimiter: str = "", max_keys: int = 1000
     ) -> ListObjectStream:
         """A lazy listing of ``s3://bucket/prefix``: an iterator of pages (``ListObjectResult``)."""
-        _check_names(bucket)
+        check_bucket(bucket)
+        for name, value in (("prefix", prefix), ("delimiter", delimiter)):
+            if not isinstance(value, str):
+                raise TypeError(f"{name} must be a str, got {type(value).__name__} (bucket {bucket!r})")
         logger.debug("ListObjects s3://%s/%s", bucket, prefix)
-        if not isinstance(max_keys, int) or not 1 <= max_keys <= 1000:
+        if not isinstance(max_keys, int) or isinstance(max_keys, bool) or not 1 <= max_keys <= 1000:
             raise ValueError(f"max_keys must be an int from 1 to 1000, got {max_keys!r}")
         return ListObjectStream(self, bucket, prefix, delimiter, max_keys)
 
@@ -251,7 +264,7 @@ class S3Client:
         An upload in this list is one being written now, or one a writer left behind (a process
         killed mid-upload); each costs storage until it is completed or aborted.
         """
-        _check_names(bucket)
+        check_bucket(bucket)
         if not isinstance(prefix, str):
             raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
         logger.debug("ListMultipartUploads s3://%s/%s", bucket, prefix)
@@ -260,7 +273,7 @@ class S3Client:
     def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> bool:
         """Abort one incomplete upload (s3torch addition); its parts are deleted. Returns False
         when there was no such upload (already completed or aborted)."""
-        _check_names(bucket, key)
+        check_names(bucket, key)
         if not isinstance(upload_id, str) or not upload_id:
             raise ValueError(f"upload_id should be specified (s3://{bucket}/{key})")
         return abort_upload(self._transport, bucket, key, upload_id)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
+from typing import Any
 
 from ._exceptions import S3ClientConfigError
 
@@ -16,6 +18,20 @@ MAX_PART_SIZE = 5 * GIB
 #: turn ``throughput_target_gbps`` into a number of concurrent part requests.
 _ASSUMED_BYTES_PER_CONNECTION = 100_000_000
 _MAX_CONCURRENCY = 64
+
+
+def check_int(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+
+
+def check_positive_number(name: str, value: Any) -> None:
+    """A positive, finite int or float (a bool, a string, NaN or infinity are refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    number = float(value)
+    if not (math.isfinite(number) and number > 0):
+        raise S3ClientConfigError(f"{name} must be a positive, finite number ({name}={value!r})")
 
 
 @dataclass(frozen=True)
@@ -65,26 +81,16 @@ class S3ClientConfig:
     stall_min_rate: int = field(default=64 * 1024, kw_only=True)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.part_size, int) or isinstance(self.part_size, bool):
-            raise TypeError(f"part_size must be an int, got {type(self.part_size).__name__}")
+        check_int("part_size", self.part_size)
         if not MIN_PART_SIZE <= self.part_size <= MAX_PART_SIZE:
             raise S3ClientConfigError(
                 f"invalid configuration: part size must be at between 5MiB and 5GiB (part_size={self.part_size})"
             )
-        if not isinstance(self.max_attempts, int) or isinstance(self.max_attempts, bool):
-            raise TypeError(f"max_attempts must be an int, got {type(self.max_attempts).__name__}")
+        check_int("max_attempts", self.max_attempts)
         if self.max_attempts < 1:
             raise S3ClientConfigError(f"max_attempts must be at least 1 (max_attempts={self.max_attempts})")
-        if not self.throughput_target_gbps > 0:
-            raise S3ClientConfigError(
-                f"throughput_target_gbps must be positive (throughput_target_gbps={self.throughput_target_gbps})"
-            )
-        for name in ("connect_timeout", "read_timeout", "retry_deadline", "stall_window"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
-            if not 0 < value < math.inf:
-                raise S3ClientConfigError(f"{name} must be a positive, finite number of seconds ({name}={value})")
+        for name in ("throughput_target_gbps", "connect_timeout", "read_timeout", "retry_deadline", "stall_window"):
+            check_positive_number(name, getattr(self, name))
         if not isinstance(self.stall_min_rate, int) or isinstance(self.stall_min_rate, bool):
             raise TypeError(
                 f"stall_min_rate must be an int (bytes per second), got {type(self.stall_min_rate).__name__}"
@@ -94,6 +100,13 @@ class S3ClientConfig:
                 f"stall_min_rate must be 0 (off) or a positive number of bytes per second"
                 f" (stall_min_rate={self.stall_min_rate})"
             )
+        for name in ("unsigned", "force_path_style", "requester_pays"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {type(getattr(self, name)).__name__}")
+        if self.profile is not None and not isinstance(self.profile, str):
+            raise TypeError(f"profile must be None or the name of a profile (a str), got {type(self.profile).__name__}")
+        if self.profile == "":
+            raise S3ClientConfigError("profile must be None or the name of a profile, got ''")
         if self.requester_pays and self.unsigned:
             raise S3ClientConfigError(
                 "requester_pays cannot be used together with unsigned: Requester Pays buckets need"

@@ -7,6 +7,8 @@ import platform
 import sys
 from importlib import metadata
 
+from ._arguments import check_header_value
+
 
 @functools.cache
 def package_version(distribution: str) -> str | None:
@@ -26,12 +28,14 @@ class UserAgent:
             strings are dropped.
 
     Raises:
-        ValueError: ``comments`` is not a list of strings.
+        ValueError: ``comments`` is not a list of strings, or a comment holds a CR or LF.
     """
 
     def __init__(self, comments: list[str] | None = None) -> None:
         if comments is not None and not (isinstance(comments, list) and all(isinstance(c, str) for c in comments)):
             raise ValueError("Argument comments must be a List[str]")
+        for comment in comments or []:
+            check_header_value("Argument comments", comment, " (the comments go into the User-Agent header)")
         self._comments = [c for c in comments or [] if c]
 
     @property

@@ -74,12 +74,6 @@ def get_objects_from_prefix(s3_uri: str, client: S3Client) -> Iterator[S3BucketK
             yield S3BucketKeyData(bucket, info.key, info)
 
 
-def check_region(region: Any) -> str:
-    if not isinstance(region, str) or not region:
-        raise ValueError(f"region must be a non-empty str such as 'us-east-1', got {region!r}")
-    return region
-
-
 def check_transform(transform: Any) -> None:
     if not callable(transform):
         raise TypeError(f"transform must be callable, got {type(transform).__name__}")

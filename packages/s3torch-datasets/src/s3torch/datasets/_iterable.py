@@ -19,7 +19,6 @@ from ._common import (
     S3BucketKeyData,
     build_from_factory,
     check_options,
-    check_region,
     deliverable,
     get_objects_from_prefix,
     identity,
@@ -142,7 +141,7 @@ class S3IterableDataset(torch.utils.data.IterableDataset[Any]):
         if not callable(get_dataset_objects):
             raise TypeError(f"get_dataset_objects must be callable, got {type(get_dataset_objects).__name__}")
         check_options(transform, reader_constructor)
-        self._region = check_region(region)
+        self._region = region  # checked by the client, made at the end
         self._get_dataset_objects = get_dataset_objects
         self._endpoint = endpoint
         self._transform = transform
@@ -160,6 +159,9 @@ class S3IterableDataset(torch.utils.data.IterableDataset[Any]):
         # (rank, world_size) of the process that pickled this dataset, for DataLoader workers
         # started with spawn/forkserver, which have no process group of their own.
         self._inherited_rank: tuple[int, int] | None = None
+        # Made now, though only used on first access: a bad endpoint or s3client_config raises
+        # here rather than in a DataLoader worker. It costs no connection.
+        self._get_client()
 
     # ---- construction -------------------------------------------------------------------
     @classmethod

@@ -17,7 +17,6 @@ from ._common import (
     S3BucketKeyData,
     build_from_factory,
     check_options,
-    check_region,
     deliverable,
     get_objects_from_prefix,
     identity,
@@ -75,7 +74,7 @@ class S3MapDataset(torch.utils.data.Dataset[Any]):
         if not callable(get_dataset_objects):
             raise TypeError(f"get_dataset_objects must be callable, got {type(get_dataset_objects).__name__}")
         check_options(transform, reader_constructor)
-        self._region = check_region(region)
+        self._region = region  # checked by the client, made at the end
         self._get_dataset_objects = get_dataset_objects
         self._endpoint = endpoint
         self._transform = transform
@@ -89,6 +88,9 @@ class S3MapDataset(torch.utils.data.Dataset[Any]):
         self._objects: list[S3BucketKeyData] | None = None
         self._order: list[int] | None = None  # the permutation of self._epoch, when shuffling
         self._prefetch_gate: PrefetchGate | None = None  # this process's measure of the store
+        # Made now, though only used on first access: a bad endpoint or s3client_config raises
+        # here rather than in a DataLoader worker. It costs no connection.
+        self._get_client()
 
     # ---- construction -------------------------------------------------------------------
     @classmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from s3torch.client import S3Client, S3ClientConfig, S3Writer, parse_s3_uri
-from s3torch.readers import S3Reader, S3ReaderConstructor, S3ReaderConstructorProtocol
+from s3torch.readers import S3Reader, S3ReaderConstructor, S3ReaderConstructorProtocol, check_reader_constructor
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ class S3Checkpoint:
         s3client_config: S3ClientConfig | None = None,
         reader_constructor: S3ReaderConstructorProtocol | None = None,
     ) -> None:
+        check_reader_constructor(reader_constructor)
         self.region = region
         self.endpoint = endpoint
         self._reader_constructor = reader_constructor or S3ReaderConstructor.default()

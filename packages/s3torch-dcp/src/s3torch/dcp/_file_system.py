@@ -16,7 +16,12 @@ import torch
 from torch.distributed.checkpoint.filesystem import FileSystemBase
 
 from s3torch.client import S3Client, S3ClientConfig, S3Exception, UserAgent, is_not_found, parse_s3_uri
-from s3torch.readers import DCPOptimizedS3Reader, S3ReaderConstructor, S3ReaderConstructorProtocol
+from s3torch.readers import (
+    DCPOptimizedS3Reader,
+    S3ReaderConstructor,
+    S3ReaderConstructorProtocol,
+    check_reader_constructor,
+)
 
 from ._uri import path_to_str
 
@@ -61,6 +66,9 @@ class S3FileSystem(FileSystemBase):
         endpoint: str | None = None,
         create_only: bool = False,
     ) -> None:
+        check_reader_constructor(reader_constructor)
+        if s3_client is not None and not isinstance(s3_client, S3Client):
+            raise TypeError(f"s3_client must be an S3Client or None, got {type(s3_client).__name__}")
         self._reader_constructor = reader_constructor or S3ReaderConstructor.default()
         self._client = s3_client or S3Client(
             region,
@@ -129,7 +137,12 @@ class S3FileSystem(FileSystemBase):
 
     def init_path(self, path: _Path) -> _Path:
         """Remember and return ``path``, of the type it came as (a ``Path`` stays a ``Path``, as
-        upstream); ``path_to_str`` gives its ``s3://`` text."""
+        upstream); ``path_to_str`` gives its ``s3://`` text.
+
+        Raises:
+            ValueError: ``path`` is not an ``s3://bucket[/prefix]`` URI.
+        """
+        parse_s3_uri(path)
         self.path = path
         return path
 

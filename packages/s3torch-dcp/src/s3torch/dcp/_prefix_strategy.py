@@ -73,10 +73,13 @@ class RoundRobinPrefixStrategy(S3PrefixStrategyBase):
         epoch_num: Adds an ``epoch_<n>/`` level under each prefix when set.
 
     Raises:
+        TypeError: ``user_prefixes`` is a str, or holds something else than str.
         ValueError: ``user_prefixes`` is empty, or ``epoch_num`` is not an integer.
     """
 
     def __init__(self, user_prefixes: list[str], epoch_num: int | None = None) -> None:
+        if isinstance(user_prefixes, str) or not all(isinstance(prefix, str) for prefix in user_prefixes or []):
+            raise TypeError(f"user_prefixes must be a list of str, got {user_prefixes!r}")
         if not user_prefixes:
             raise ValueError("Prefixes list cannot be empty.")
         self.user_prefixes = list(user_prefixes)

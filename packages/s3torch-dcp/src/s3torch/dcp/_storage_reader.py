@@ -17,6 +17,7 @@ from s3torch.readers import (
     DCPS3ReaderConstructorProtocol,
     S3ReaderConstructor,
     S3ReaderConstructorProtocol,
+    check_reader_constructor,
 )
 
 from ._direct_load import DirectLoader, StreamOpener
@@ -62,6 +63,8 @@ class S3StorageReader(FileSystemReader):
         *,
         endpoint: str | None = None,
     ) -> None:
+        parse_s3_uri(path)  # before torch's FileSystemReader takes it for a local path
+        check_reader_constructor(reader_constructor)
         super().__init__(path)
         self._reader_constructor = reader_constructor or S3ReaderConstructor.dcp_optimized()
         self._s3_fs = S3FileSystem(

@@ -78,8 +78,14 @@ class S3StorageWriter(FileSystemWriter):
         endpoint: str | None = None,
         **kwargs: Any,
     ) -> None:
+        parse_s3_uri(path)  # before torch's FileSystemWriter takes it for a local path
         if isinstance(thread_count, bool) or not isinstance(thread_count, int) or thread_count < 1:
             raise ValueError(f"thread_count must be a positive integer, got {thread_count!r}")
+        if prefix_strategy is not None and not callable(prefix_strategy):
+            raise TypeError(
+                "prefix_strategy must be an S3PrefixStrategyBase (such as NumericPrefixStrategy(base=2)) or None,"
+                f" got {type(prefix_strategy).__name__}"
+            )
         kwargs.pop("sync_files", None)
         super().__init__(path=path, sync_files=False, thread_count=thread_count, **kwargs)
         self._s3_fs = S3FileSystem(

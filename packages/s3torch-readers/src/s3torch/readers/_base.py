@@ -68,6 +68,15 @@ class S3Reader(ABC, io.BufferedIOBase):
     ) -> None:
         if not bucket:
             raise ValueError("Bucket should be specified")
+        if not isinstance(bucket, str):
+            raise TypeError(f"bucket must be a str, got {type(bucket).__name__}")
+        if key is None:
+            raise ValueError("Key should be specified")
+        if not isinstance(key, str):
+            raise TypeError(f"key must be a str, got {type(key).__name__} (bucket {bucket!r})")
+        for name, value in (("get_object_info", get_object_info), ("get_stream", get_stream)):
+            if not callable(value):
+                raise TypeError(f"{name} must be callable, got {type(value).__name__} (s3://{bucket}/{key})")
         self._bucket = bucket
         self._key = key
         self._get_object_info = get_object_info

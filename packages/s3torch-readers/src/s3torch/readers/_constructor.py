@@ -11,7 +11,7 @@ from typing import Any
 from ._base import S3Reader
 from ._dcp_optimized import FALLBACK_GUIDANCE, DCPOptimizedS3Reader
 from ._protocol import DCPS3ReaderConstructorProtocol, S3ReaderConstructorProtocol
-from ._ranged import RangedS3Reader
+from ._ranged import RangedS3Reader, check_buffer_size
 from ._ranges import DEFAULT_MAX_GAP_SIZE, ItemRange, check_max_gap_size
 from ._sequential import SequentialS3Reader
 from ._stream import GetStreamCallable, ObjectInfoCallable
@@ -92,7 +92,12 @@ class S3ReaderConstructor:
 
     @staticmethod
     def range_based(buffer_size: int | None = None) -> S3ReaderConstructorProtocol:
-        """Ranged reads through a buffer of ``buffer_size`` bytes (None: 8 MiB; 0: no buffer)."""
+        """Ranged reads through a buffer of ``buffer_size`` bytes (None: 8 MiB; 0: no buffer).
+
+        Raises:
+            TypeError, ValueError: ``buffer_size`` is not None or an int >= 0 (checked now).
+        """
+        check_buffer_size(buffer_size)
         return partial(RangedS3Reader, buffer_size=buffer_size)
 
     @staticmethod
@@ -130,7 +135,7 @@ def check_reader_constructor(reader_constructor: Any, argument: str = "reader_co
     default strategy) passes."""
     if reader_constructor is None:
         return
-    guidance = "use S3ReaderConstructor.sequential(), .range_based() or .dcp_optimized()"
+    guidance = "S3ReaderConstructor.sequential(), .range_based() or .dcp_optimized()"
     if isinstance(reader_constructor, str):
         name = reader_constructor.strip().lower().replace("-", "_")
         hint = f"S3ReaderConstructor.{name}()" if name in _FACTORIES else guidance
@@ -143,5 +148,5 @@ def check_reader_constructor(reader_constructor: Any, argument: str = "reader_co
             )
     if reader_constructor is S3ReaderConstructor or not callable(reader_constructor):
         raise TypeError(
-            f"{argument} must be a reader constructor or None, got {type(reader_constructor).__name__}: {guidance}"
+            f"{argument} must be a reader constructor or None, got {type(reader_constructor).__name__}: use {guidance}"
         )

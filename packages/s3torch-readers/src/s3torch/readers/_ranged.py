@@ -21,6 +21,18 @@ DEFAULT_BUFFER_SIZE = 8 * 1024 * 1024
 _Ranged = TypeVar("_Ranged", bound="RangedS3Reader")
 
 
+def check_buffer_size(buffer_size: Any) -> int:
+    """``buffer_size`` as bytes: None is the default, 0 no buffer; anything else but an int >= 0
+    is refused."""
+    if buffer_size is None:
+        return DEFAULT_BUFFER_SIZE
+    if not isinstance(buffer_size, int) or isinstance(buffer_size, bool):
+        raise TypeError(f"buffer_size must be an int or None, got {type(buffer_size).__name__}")
+    if buffer_size < 0:
+        raise ValueError(f"buffer_size must be non-negative (0 disables the buffer), got {buffer_size}")
+    return buffer_size
+
+
 class RangedS3Reader(S3Reader):
     """Reads byte ranges on demand, for sparse access to large objects.
 
@@ -47,13 +59,7 @@ class RangedS3Reader(S3Reader):
         buffer_size: int | None = None,
     ) -> None:
         super().__init__(bucket, key, get_object_info, get_stream)
-        if buffer_size is None:
-            buffer_size = DEFAULT_BUFFER_SIZE
-        if not isinstance(buffer_size, int) or isinstance(buffer_size, bool):
-            raise TypeError(f"buffer_size must be an int or None, got {type(buffer_size).__name__}")
-        if buffer_size < 0:
-            raise ValueError(f"buffer_size must be non-negative (0 disables the buffer), got {buffer_size}")
-        self._buffer_size = buffer_size
+        self._buffer_size = check_buffer_size(buffer_size)
         self._buffer: bytearray | None = None  # allocated on first use
         self._buffer_start = 0
         self._buffer_end = 0

@@ -32,6 +32,10 @@ def check_item_ranges(item_ranges: Any) -> list[ItemRange]:
     ranges: list[ItemRange] = []
     previous: ItemRange | None = None
     for item in item_ranges:
+        if not isinstance(item, ItemRange):
+            raise TypeError(f"item_ranges must be a non-empty List[ItemRange] object, got an item {item!r}")
+        if not all(isinstance(x, int) and not isinstance(x, bool) for x in (item.start, item.end)):
+            raise TypeError(f"ItemRange start and end must be ints, got {item!r}")
         if item.start < 0 or item.end < item.start:
             raise ValueError(f"Invalid range: {item.start}-{item.end}")
         if item.start == item.end:
