@@ -60,6 +60,8 @@ BAD_INPUTS: list[tuple[str, Callable[[], Any], type[Exception], str]] = [
     ("retry_deadline-zero", lambda: S3ClientConfig(retry_deadline=0), S3ClientConfigError,
      r"retry_deadline must be a positive, finite number \(retry_deadline=0\)"),
     ("retry_deadline-str", lambda: S3ClientConfig(retry_deadline="90"), TypeError, r"retry_deadline must be a number"),
+    ("stall_window-inf", lambda: S3ClientConfig(stall_window=float("inf")), S3ClientConfigError, r"stall_window must be a positive, finite number"),
+    ("stall_min_rate-negative", lambda: S3ClientConfig(stall_min_rate=-1), S3ClientConfigError, r"stall_min_rate must be 0 \(off\)"),
     # ---- S3Client and UserAgent -------------------------------------------------------------
     ("region-none", lambda: S3Client(None), ValueError, r"region should be specified"),
     ("region-empty", lambda: S3Client(""), ValueError, r"region should be specified"),

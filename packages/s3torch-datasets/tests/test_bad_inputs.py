@@ -35,7 +35,7 @@ BAD_INPUTS: list[tuple[str, Callable[[], Any], type[Exception], str]] = [
     ("uri-none", lambda: prefix(uri=None), ValueError, r"^Only s3:// URIs are supported, got None$"),
     ("uri-empty", lambda: prefix(uri=""), ValueError, r"^Only s3:// URIs are supported"),
     ("uri-no-bucket", lambda: prefix(uri="s3:///key"), ValueError, r"^Bucket name must be non-empty, got 's3:///key'$"),
-    ("objects-bucket-only", lambda: objects("s3://bucket"), ValueError, r"must name a key, not only a bucket, got 's3://bucket'"),
+    ("objects-bucket-only", lambda: objects("s3://bucket"), ValueError, r"^Key must be non-empty: 's3://bucket' names a bucket, not an object$"),
     ("objects-int", lambda: objects([5]), ValueError, r"^Only s3:// URIs are supported, got 5$"),
     ("objects-none", lambda: objects(None), TypeError, r"object_uris must be a str or an iterable of str"),
     # ---- client settings ---------------------------------------------------------------------

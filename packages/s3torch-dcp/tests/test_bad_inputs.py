@@ -34,7 +34,7 @@ BAD_INPUTS: list[tuple[str, Callable[[], Any], type[Exception], str]] = [
     ("writer-region-none", lambda: S3StorageWriter(None, PATH), ValueError, r"region should be specified"),
     ("writer-path-local", lambda: S3StorageWriter(REGION, "/tmp/checkpoint"), ValueError,
      r"^Only s3:// URIs are supported, got '/tmp/checkpoint'$"),
-    ("writer-path-none", lambda: S3StorageWriter(REGION, None), TypeError, r"an S3 path must be a str or os.PathLike"),
+    ("writer-path-none", lambda: S3StorageWriter(REGION, None), ValueError, r"^Only s3:// URIs are supported, got None$"),
     ("writer-path-no-bucket", lambda: S3StorageWriter(REGION, "s3:///key"), ValueError, r"^Bucket name must be non-empty"),
     ("writer-thread_count-zero", lambda: S3StorageWriter(REGION, PATH, thread_count=0), ValueError,
      r"thread_count must be a positive integer, got 0"),
@@ -50,7 +50,7 @@ BAD_INPUTS: list[tuple[str, Callable[[], Any], type[Exception], str]] = [
     # ---- S3StorageReader ---------------------------------------------------------------------
     ("reader-path-bucket-only", lambda: S3StorageReader(REGION, "s3://"), ValueError, r"^Bucket name must be non-empty"),
     ("reader-path-relative", lambda: S3StorageReader(REGION, Path("checkpoint")), ValueError,
-     r"^Only s3:// URIs are supported, got 'checkpoint'$"),
+     r"^Only s3:// URIs are supported, got PosixPath\('checkpoint'\)$"),
     ("reader-reader_constructor-str", lambda: S3StorageReader(REGION, PATH, reader_constructor="dcp_optimized"),
      TypeError, r"reader_constructor must be a reader constructor, not the string 'dcp_optimized': use S3ReaderConstructor\.dcp_optimized\(\)"),
     ("reader-reader_constructor-factory",

@@ -37,7 +37,7 @@ BAD_INPUTS: list[tuple[str, Callable[[], Any], type[Exception], str]] = [
      r"'/tmp/last\.ckpt' is not an S3 URI"),
     ("save-path-prefix", lambda: plugin().save_checkpoint({}, "s3://bucket/dir/"), ValueError,
      r"'s3://bucket/dir/' names no object"),
-    ("load-path-no-bucket", lambda: plugin().load_checkpoint("s3:///k"), ValueError, r"'s3:///k' names no bucket"),
+    ("load-path-no-bucket", lambda: plugin().load_checkpoint("s3:///k"), ValueError, r"^Bucket name must be non-empty, got 's3:///k'$"),
     ("load-path-int", lambda: plugin().load_checkpoint(3), TypeError, r"'int' is not a supported type for 'path'"),
     ("remove-path-bucket-only", lambda: plugin().remove_checkpoint("s3://bucket"), ValueError,
      r"'s3://bucket' names no object"),
