@@ -1,13 +1,15 @@
 """The CI contract of the s3torch monorepo: every check is a nox session.
 
-A bare ``nox`` runs what CI runs (lint, typecheck, tests, integration, docs, release check).
-``nox -s bench`` prints the benchmark table; ``nox -s soak`` runs the full fault soak;
-``nox -s release -- X.Y.Z`` cuts a release.
+A bare ``nox`` runs what CI runs (lint, typecheck, the CI cells of the matrix, integration, docs,
+release check). ``nox -s bench`` prints the benchmark table; ``nox -s soak`` runs the full fault
+soak; ``nox -s release -- X.Y.Z`` cuts a release.
 
-Matrix: the torch versions in ``TORCH_VERSIONS`` and the Python versions in ``PYTHON_VERSIONS``
-are declared; by default only the first of each runs (torch 2.13.0 has a quick local CPU build
-here, any other pulls gigabytes of CUDA packages). Widen with environment variables:
-``S3TORCH_TORCH_VERSIONS=all`` or ``=2.13.0,2.15.0``, ``S3TORCH_PYTHON_VERSIONS=all`` or ``=3.11,3.12``.
+Matrix (docs/pages/development.md): by default ``tests`` runs the diagonal ``CI_CELLS``: the
+oldest supported torch and Lightning on Python 3.10, the development torch on 3.11, the newest
+released torch and Lightning on 3.13; ``core`` runs the torch-free client and readers on the
+Pythons no such cell covers. Any other cell on demand, by environment variables:
+``S3TORCH_TORCH_VERSIONS=all`` or ``=2.13.0,2.15.0``, ``S3TORCH_PYTHON_VERSIONS=all`` or
+``=3.11,3.12`` (the cross product of the two; an unset one means its first declared version).
 """
 
 from __future__ import annotations
@@ -33,24 +35,70 @@ PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 # Dependency order: each package only needs the ones before it.
 PACKAGES = ["s3torch-client", "s3torch-readers", "s3torch-datasets", "s3torch-dcp", "s3torch-lightning"]
 PYTHON_VERSIONS = ["3.11", "3.10", "3.12", "3.13"]
-TORCH_VERSIONS = ["2.13.0", "2.15.0", "2.14.1", "2.12.1", "2.9.1", "2.3.1"]
+#: The torch releases we support, development version first. The oldest and the newest bound the
+#: ``torch>=`` of the distributions and the releases CI tests: the newest is the newest on PyPI
+#: (a machine whose pip is capped lower installs it all the same: nox installs with uv).
+TORCH_VERSIONS = ["2.13.0", "2.15.0", "2.14.1", "2.12.1", "2.10.0", "2.9.1"]
+OLDEST_TORCH = "2.9.1"
+NEWEST_TORCH = "2.15.0"
+#: The oldest Lightning runs with the oldest torch, the newest with every other torch.
+OLDEST_LIGHTNING = "2.4.0"
+NEWEST_LIGHTNING = "2.6.6"
+#: What CI runs (a bare ``nox``): one cell per end of the supported range, and the development one.
+CI_CELLS = [("3.10", OLDEST_TORCH), (PYTHON_VERSIONS[0], TORCH_VERSIONS[0]), ("3.13", NEWEST_TORCH)]
+#: The integration tests of code that depends on the torch and Lightning versions (DCP saves and
+#: loads, two ranks included; Lightning fit and resume): run by every ``tests`` cell but the
+#: development one, where ``integration`` runs them with all the others.
+VERSION_SENSITIVE_INTEGRATION = [
+    "integration-tests/test_dcp_save_load.py",
+    "integration-tests/test_dcp_distributed.py",
+    "integration-tests/test_dcp_checkpoint.py",
+    "integration-tests/test_dcp_checkpoint_id.py",
+    "integration-tests/test_lightning_trainer.py",
+]
+#: The distributions that do not depend on torch.
+TORCH_FREE = ["s3torch-client", "s3torch-readers"]
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["lint", "typecheck", "tests", "integration", "docs", "release"]
 
 
-def _selected(variable: str, declared: list[str]) -> list[str]:
+def _selected(variable: str, declared: list[str]) -> list[str] | None:
     value = os.environ.get(variable, "").strip()
     if not value:
-        return declared[:1]
+        return None
     if value == "all":
         return declared
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-PYTHONS = _selected("S3TORCH_PYTHON_VERSIONS", PYTHON_VERSIONS)
-TORCHES = _selected("S3TORCH_TORCH_VERSIONS", TORCH_VERSIONS)
+def _cells() -> list[tuple[str, str]]:
+    """The ``(python, torch)`` cells of ``tests``: CI's diagonal, or the cross product asked for."""
+    pythons = _selected("S3TORCH_PYTHON_VERSIONS", PYTHON_VERSIONS)
+    torches = _selected("S3TORCH_TORCH_VERSIONS", TORCH_VERSIONS)
+    if pythons is None and torches is None:
+        return CI_CELLS
+    return [(python, torch) for python in pythons or PYTHON_VERSIONS[:1] for torch in torches or TORCH_VERSIONS[:1]]
+
+
+def _in_declared_order(values: set[str], declared: list[str]) -> list[str]:
+    return sorted(values, key=lambda value: declared.index(value) if value in declared else len(declared))
+
+
+CELLS = _cells()
+# The other sessions run on the first of each (3.11 and 2.13.0 unless the variables say otherwise).
+PYTHONS = _in_declared_order({python for python, _ in CELLS}, PYTHON_VERSIONS)
+TORCHES = _in_declared_order({torch for _, torch in CELLS}, TORCH_VERSIONS)
+#: ``core`` runs by default on the Pythons no ``tests`` cell runs on; ``nox -s core`` runs it on all.
+nox.options.sessions = [
+    "lint",
+    "typecheck",
+    "tests",
+    *[f"core-{python}" for python in PYTHON_VERSIONS if python not in PYTHONS],
+    "integration",
+    "docs",
+    "release",
+]
 
 
 def _pip_setting(name: str) -> list[str]:
@@ -108,23 +156,36 @@ def install_torch(session: nox.Session, version: str) -> None:
     session.install(_torch_requirement(session, version))
 
 
-def install_packages(session: nox.Session, *groups: str) -> None:
+def install_packages(session: nox.Session, *groups: str, packages: list[str] = PACKAGES, lightning: str = "") -> None:
     requirements: list[str] = []
     for group in groups:
         requirements += nox.project.dependency_groups(PYPROJECT, group)
     editable: list[str] = []
-    for package in PACKAGES:
+    for package in packages:
         editable += ["-e", str(ROOT / "packages" / package)]
-    session.install(*editable, *requirements)
+    pins = [f"lightning=={lightning}"] if lightning else []
+    session.install(*editable, *requirements, *pins)
 
 
-@nox.session(python=PYTHONS)
-@nox.parametrize("torch", TORCHES)
+@nox.session
+@nox.parametrize(("python", "torch"), CELLS)
 def tests(session: nox.Session, torch: str) -> None:
-    """Unit tests of every package (moto in process)."""
-    install_torch(session, torch)
-    install_packages(session, "test")
+    """Unit tests of every package, and the version-sensitive integration tests (not in the
+    development cell: ``integration`` runs them there). The oldest torch gets the oldest Lightning."""
+    install_torch(session, torch)  # before the packages: they would pull a CUDA build
+    lightning = OLDEST_LIGHTNING if torch == OLDEST_TORCH else NEWEST_LIGHTNING
+    install_packages(session, "test", lightning=lightning)
     session.run("pytest", *[f"packages/{package}/tests" for package in PACKAGES], *session.posargs)
+    if (session.python, torch) != (PYTHON_VERSIONS[0], TORCH_VERSIONS[0]):
+        session.run("pytest", *VERSION_SENSITIVE_INTEGRATION, *session.posargs)
+
+
+@nox.session(python=PYTHON_VERSIONS)
+def core(session: nox.Session) -> None:
+    """Unit tests of the torch-free distributions (client, readers), without torch installed."""
+    install_packages(session, "test-core", packages=TORCH_FREE)
+    session.run("python", "-c", "import importlib.util as u; assert u.find_spec('torch') is None, 'torch came'")
+    session.run("pytest", *[f"packages/{package}/tests" for package in TORCH_FREE], *session.posargs)
 
 
 @nox.session(python=PYTHONS[:1])

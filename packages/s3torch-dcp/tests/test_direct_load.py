@@ -211,4 +211,5 @@ def test_the_next_range_groups_are_requested_while_one_is_read(s3: MockBucket, m
     # A group per planned item; every one after the first was requested ahead, pinned to the file's version.
     assert len(started) == len(every_other) - 1
     assert all(pinned == etag for _, pinned in started)
-    assert [position for position, _ in started] == sorted(position for position, _ in started)
+    # Each group once; the order in which the prefetch threads record them is the scheduler's.
+    assert len({position for position, _ in started}) == len(started)

@@ -27,7 +27,6 @@ from dcp_support import (
     zeros_like,
 )
 from torch.distributed.checkpoint.api import CheckpointException
-from torch.distributed.checkpoint.filesystem import CURRENT_DCP_VERSION, _StoragePrefix
 from torch.distributed.checkpoint.metadata import Metadata
 from torch.distributed.checkpoint.planner import SavePlan, SavePlanner
 from torch.distributed.checkpoint.storage import WriteResult
@@ -43,6 +42,7 @@ from s3torch.dcp import (
     S3StorageReader,
     S3StorageWriter,
 )
+from s3torch.dcp._torch_compat import CURRENT_DCP_VERSION, StoragePrefix
 
 
 def writer(uri: str, **kwargs: Any) -> S3StorageWriter:
@@ -130,9 +130,9 @@ def test_prepare_global_plan_assigns_the_strategy_prefixes(
     if isinstance(strategy, BinaryPrefixStrategy):
         strategy = BinaryPrefixStrategy(min_prefix_length=2, prefix_count=3)
     storage = writer(s3.uri("ckpt"), prefix_strategy=strategy)
-    plans = [SavePlan([]), SavePlan([], storage_data=_StoragePrefix("ignored")), SavePlan([], planner_data="kept")]
+    plans = [SavePlan([]), SavePlan([], storage_data=StoragePrefix("ignored")), SavePlan([], planner_data="kept")]
     result = storage.prepare_global_plan(plans)
-    assert [plan.storage_data for plan in result] == [_StoragePrefix(prefix) for prefix in prefixes]
+    assert [plan.storage_data for plan in result] == [StoragePrefix(prefix) for prefix in prefixes]
     assert result[2].planner_data == "kept"
 
 
@@ -149,7 +149,7 @@ def test_prepare_global_plan_takes_the_prefix_count_from_the_plans_of_the_save(s
 def test_prepare_global_plan_without_collectives_uses_the_rank(s3: MockBucket) -> None:
     storage = writer(s3.uri("ckpt"))
     storage.set_up_storage_writer(True, rank=5, use_collectives=False)
-    assert storage.prepare_global_plan([SavePlan([])])[0].storage_data == _StoragePrefix("__5_")
+    assert storage.prepare_global_plan([SavePlan([])])[0].storage_data == StoragePrefix("__5_")
 
 
 def test_overwriting_deletes_the_old_metadata_before_any_file_is_written(s3: MockBucket) -> None:
@@ -491,6 +491,6 @@ def test_file_system_create_only(s3: MockBucket, size: int) -> None:
 
 def test_plan_items_survive_dataclass_replace() -> None:
     plan = SavePlan(items=[], storage_data=None, planner_data={"a": 1}, usable=False)
-    replaced = dataclasses.replace(plan, storage_data=_StoragePrefix("p"))
+    replaced = dataclasses.replace(plan, storage_data=StoragePrefix("p"))
     assert replaced.usable is False and replaced.planner_data == {"a": 1}
     assert torch.__version__  # torch imported for the planner types

@@ -35,12 +35,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
-from torch.distributed._shard._utils import narrow_tensor_by_index
 from torch.distributed.checkpoint.planner import LoadItemType, LoadPlanner, ReadItem
 
 from s3torch.client import GetObjectStream, client_error
 from s3torch.readers import ItemRange, coalesce, prefetch_executor
 
+from ._torch_compat import narrow_tensor_by_index
 from ._torch_save_layout import HEAD_BYTES, TensorLayout, parse_tensor_layout, storage_end_matches
 
 logger = logging.getLogger(__name__)

@@ -22,6 +22,7 @@ from s3torch.readers import (
 
 from ._direct_load import DirectLoader, StreamOpener
 from ._file_system import S3FileSystem
+from ._torch_compat import metadata_path
 from ._uri import path_to_str
 
 logger = logging.getLogger(__name__)
@@ -90,11 +91,11 @@ class S3StorageReader(FileSystemReader):
         except S3Exception as error:
             if not is_not_found(error):
                 raise
-            metadata_path = os.fspath(self._get_metadata_path(kwargs.get("rank")))
+            path = os.fspath(metadata_path(self, kwargs.get("rank")))
             # The upstream's text for what is missing: the bucket, or the key.
             missing = "bucket" if error.code == "NoSuchBucket" else "key"
             raise CheckpointNotFoundError(
-                f"Service error: The {missing} does not exist: no checkpoint at {self.path}: {metadata_path} does not"
+                f"Service error: The {missing} does not exist: no checkpoint at {self.path}: {path} does not"
                 " exist. Its .metadata is written last, once every file of a save is complete: check the"
                 " path, and whether the save finished.",
                 bucket=error.bucket,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import logging
 import os
 import pickle
@@ -12,8 +11,7 @@ import threading
 from typing import Any
 
 import torch.distributed as dist
-from torch.distributed.checkpoint import filesystem as torch_filesystem
-from torch.distributed.checkpoint.filesystem import FileSystemWriter, _StoragePrefix
+from torch.distributed.checkpoint.filesystem import FileSystemWriter
 from torch.distributed.checkpoint.metadata import Metadata
 from torch.distributed.checkpoint.planner import SavePlan, SavePlanner
 from torch.distributed.checkpoint.storage import WriteResult
@@ -23,6 +21,7 @@ from s3torch.client import S3ClientConfig, S3Exception, parse_s3_uri
 
 from ._file_system import S3FileSystem
 from ._prefix_strategy import DefaultPrefixStrategy, S3PrefixStrategyBase
+from ._torch_compat import CURRENT_DCP_VERSION, StoragePrefix, file_writer_arguments, write_files_from_queue
 from ._uri import path_to_str
 
 logger = logging.getLogger(__name__)
@@ -132,7 +131,7 @@ class S3StorageWriter(FileSystemWriter):
                 logger.info("Overwriting the checkpoint at %s: deleting %s before saving", self.path, metadata_path)
                 self.fs.rm_file(metadata_path)
         return [
-            dataclasses.replace(plan, storage_data=_StoragePrefix(prefix))
+            dataclasses.replace(plan, storage_data=StoragePrefix(prefix))
             for plan, prefix in zip(plans, prefixes, strict=True)
         ]
 
@@ -164,7 +163,7 @@ class S3StorageWriter(FileSystemWriter):
         # threads (they go on uploading after the save failed) and only prints theirs. Here every
         # thread is joined, the first error is raised, and after an error no new file is started.
         arguments = self._file_writer_arguments(planner, file_queue)
-        if arguments is None:  # a torch whose file writer we do not know: its own threads
+        if arguments is None:  # a torch whose file writer we do not know (logged): its own threads
             future: Future[list[WriteResult]] = super()._write_data(planner, file_queue)
             return future
         result_queue: queue.Queue[list[WriteResult]] = arguments["result_queue"]
@@ -172,7 +171,7 @@ class S3StorageWriter(FileSystemWriter):
 
         def write_files() -> None:
             try:
-                torch_filesystem._write_files_from_queue(**arguments)
+                write_files_from_queue()(**arguments)
             except BaseException as error:  # noqa: BLE001 - raised once every thread is joined
                 errors.append(error)
                 try:
@@ -202,27 +201,19 @@ class S3StorageWriter(FileSystemWriter):
     def _file_writer_arguments(self, planner: SavePlanner, file_queue: queue.Queue[Any]) -> dict[str, Any] | None:
         """The arguments of this torch's ``_write_files_from_queue``, or None if it takes one we
         do not know."""
-        function = getattr(torch_filesystem, "_write_files_from_queue", None)
-        if function is None:
-            return None
-        known: dict[str, Any] = {
-            "create_stream": self.fs.create_stream,
-            "file_queue": file_queue,
-            "result_queue": queue.Queue(),
-            "planner": planner,
-            "transforms": getattr(self, "transforms", None),
-            "inflight_threshhold": self.per_thread_copy_ahead,
-            "use_fsync": self.sync_files,
-            "thread_count": self.thread_count,
-            "serialization_format": getattr(self, "serialization_format", None),
-        }
-        arguments: dict[str, Any] = {}
-        for name, parameter in inspect.signature(function).parameters.items():
-            if name in known and known[name] is not None:
-                arguments[name] = known[name]
-            elif parameter.default is inspect.Parameter.empty:
-                return None
-        return arguments
+        return file_writer_arguments(
+            {
+                "create_stream": self.fs.create_stream,
+                "file_queue": file_queue,
+                "result_queue": queue.Queue(),
+                "planner": planner,
+                "transforms": getattr(self, "transforms", None),
+                "inflight_threshhold": self.per_thread_copy_ahead,
+                "use_fsync": self.sync_files,
+                "thread_count": self.thread_count,
+                "serialization_format": getattr(self, "serialization_format", None),
+            }
+        )
 
     def finish(self, metadata: Metadata, results: list[list[WriteResult]]) -> None:
         """Publish ``.metadata``: called by DCP on the coordinator once every rank wrote every file.
@@ -232,9 +223,7 @@ class S3StorageWriter(FileSystemWriter):
         (on S3: a copy and deletes, during which no ``.metadata`` exists). With
         ``overwrite=False`` the PUT is create-only.
         """
-        version = getattr(torch_filesystem, "CURRENT_DCP_VERSION", None)
-        if version is not None:
-            metadata.version = version
+        metadata.version = CURRENT_DCP_VERSION
         storage_data = {}
         for rank_results in results:
             storage_data.update({result.index: result.storage_data for result in rank_results})

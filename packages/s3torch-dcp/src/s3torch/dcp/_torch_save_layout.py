@@ -30,6 +30,8 @@ from typing import Any
 
 import torch
 
+from ._torch_compat import dtype_to_storage_type_map
+
 #: Bytes of an item read before its storage: enough for the pickle of a tensor of up to a few
 #: hundred dimensions and the small records torch writes before the storage.
 HEAD_BYTES = 4096
@@ -130,8 +132,7 @@ class _StorageType:
 @functools.cache
 def _storage_types() -> dict[str, _StorageType]:
     """``FloatStorage`` -> float32 and so on, without touching torch's deprecated storage classes."""
-    names: dict[torch.dtype, str] = torch.storage._dtype_to_storage_type_map()
-    return {name: _StorageType(dtype) for dtype, name in names.items()}
+    return {name: _StorageType(dtype) for dtype, name in dtype_to_storage_type_map().items()}
 
 
 class _TensorUnpickler(pickle.Unpickler):

@@ -12,8 +12,8 @@ from lightning.pytorch.plugins.io import CheckpointIO
 from s3torch.client import S3Client, S3ClientConfig
 from s3torch.readers import fsspec as readers_fsspec
 
-from ._compat import lightning_user_agent, weights_only_default
 from ._in_flight import InFlightSaves
+from ._lightning_compat import lightning_user_agent, weights_only_default
 from ._uri import checkpoint_location
 
 logger = logging.getLogger(__name__)
