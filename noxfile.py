@@ -354,7 +354,7 @@ def _rehearse_install(session: nox.Session, artifacts: list[Path], hatch_env: di
             venv = Path(scratch) / "venv"
             session.run("uv", "venv", "--quiet", "--seed", "--python", sys.executable, str(venv), external=True)
             python = str(venv / "bin" / "python")
-            # torch first, the local CPU build where there is one: "torch>=2.3" is then satisfied.
+            # torch first, the local CPU build where there is one: the packages' "torch>=" is then satisfied.
             torch_wheel = _local_torch_wheel(TORCHES[0])
             session.run(
                 "uv",
