@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,6 +13,7 @@ import torch
 from torch import nn
 
 from s3torch.client import S3ClientConfig
+from s3torch.dcp._torch_compat import LOAD_REPORTS_METADATA_ERRORS_FROM
 from s3torch.readers import S3ReaderConstructor, S3ReaderConstructorProtocol
 
 from .s3env import PART, S3TestEnv
@@ -121,3 +123,12 @@ def quiet_dcp() -> Iterator[None]:
         warnings.filterwarnings("ignore", message="torch.distributed is disabled")
         warnings.filterwarnings("ignore", message="Detected an existing checkpoint")
         yield
+
+
+def load_error_naming(message: str) -> str:
+    """The pattern of ``dcp.load``'s ``CheckpointException`` when the checkpoint has no
+    ``.metadata``: the storage reader's ``message`` from torch 2.12 on; before, torch reports only
+    an ``AssertionError`` of its own."""
+    if torch.__version__ >= LOAD_REPORTS_METADATA_ERRORS_FROM:
+        return re.escape(message)
+    return "AssertionError"
