@@ -143,7 +143,7 @@ def test_prepare_global_plan_takes_the_prefix_count_from_the_plans_of_the_save(s
     result = storage.prepare_global_plan([SavePlan([]) for _ in range(1000)])
     leading = [plan.storage_data.prefix.split("/")[0] for plan in result]
     assert len(set(leading)) == 1000
-    assert result[17].storage_data == _StoragePrefix("1100000000/__17_")
+    assert result[17].storage_data == StoragePrefix("1100000000/__17_")
 
 
 def test_prepare_global_plan_without_collectives_uses_the_rank(s3: MockBucket) -> None:
