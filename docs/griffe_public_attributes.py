@@ -12,6 +12,8 @@ import griffe
 
 class PublicAttributesOnly(griffe.Extension):
     def on_class_members(self, *, cls: griffe.Class, **kwargs: Any) -> None:
+        if "dataclass" in cls.labels or any("dataclass" in str(d.value) for d in cls.decorators):
+            return  # a dataclass's fields make its signature, documented or not
         for name, member in list(cls.members.items()):
             # Only ``self.x = ...`` of methods: class-level fields (dataclasses, named tuples)
             # and properties are the class's interface, documented or not.
