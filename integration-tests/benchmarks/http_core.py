@@ -34,6 +34,7 @@ from botocore.config import Config
 from servers import Nginx, find_nginx
 
 from s3torch.client import S3Client, S3ClientConfig, UserAgent
+from s3torch.client._botocore_compat import connection_pool, http_session
 from s3torch.client._http import ConnectionPool
 
 BUCKET = "bench"
@@ -47,18 +48,17 @@ def cpu_seconds() -> float:
 
 def urllib3_client(endpoint: str) -> S3Client:
     """An S3Client whose data path goes through botocore's urllib3 pool instead of our core."""
-    # Another user agent: a transport of its own (one per settings), not the one of ``ours``.
+    # Other settings (one more attempt, never used here): a transport of its own, not the one of ``ours``.
     client = S3Client(
         REGION,
         endpoint=endpoint,
         user_agent=UserAgent(["urllib3-path"]),
-        s3client_config=S3ClientConfig(force_path_style=True),
+        s3client_config=S3ClientConfig(force_path_style=True, max_attempts=S3ClientConfig().max_attempts + 1),
     )
     transport: Any = client._transport
     resolved = transport.bucket_endpoint(BUCKET)
-    http = transport._http
-    pool = http._get_connection_manager(resolved.base_url, None).connection_from_url(resolved.base_url)
-    transport._endpoints[BUCKET] = dataclasses.replace(resolved, pool=pool, direct=False)
+    pool = connection_pool(http_session(transport.client), resolved.base_url, None)
+    transport.endpoints.replace(BUCKET, dataclasses.replace(resolved, pool=pool, direct=False))
     return client
 
 

@@ -23,7 +23,8 @@ from s3torch.client import (
     S3Client,
     S3ClientConfig,
 )
-from s3torch.client import _transport as transport_module
+from s3torch.client import _registry as registry_module
+from s3torch.client import _resources as resources_module
 from s3torch.client._transport import Transport
 
 # ---- head ---------------------------------------------------------------------------------
@@ -290,8 +291,9 @@ def test_a_new_process_gets_new_transports(monkeypatch: pytest.MonkeyPatch) -> N
     client = S3Client(REGION, s3client_config=S3ClientConfig(read_timeout=34.0))
     before = client._transport
     # What a fork looks like to get_transport: another PID (here without the at-fork hook).
-    monkeypatch.setattr(transport_module, "_transports_pid", -1)
-    monkeypatch.setattr(transport_module, "_transports", dict(transport_module._transports))
+    monkeypatch.setattr(resources_module, "_pid", -1)
+    monkeypatch.setattr(resources_module, "_executors", dict(resources_module._executors))
+    monkeypatch.setattr(registry_module, "_transports", dict(registry_module._transports))
     after = client._transport
     assert after is not before
     assert client._transport is after

@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from s3torch.client import GetObjectStream, ObjectChangedError, S3Exception
-from s3torch.client._transport import RawResponse, Transport
+from s3torch.client._body import RawResponse
+from s3torch.client._transport import Transport
 
 SIZE = 2 * PART + 1_234_567  # three parts, the last one short
 

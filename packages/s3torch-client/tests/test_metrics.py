@@ -9,7 +9,7 @@ from client_unit_support import MockS3
 
 from s3torch.client import S3ClientMetrics
 from s3torch.client._metrics import LATENCY_BUCKETS_SECONDS, Counters
-from s3torch.client._transport import _BACKOFF_CAP_SECONDS, RETRY_AFTER_CAP_SECONDS, retry_delay
+from s3torch.client._retry import _BACKOFF_CAP_SECONDS, RETRY_AFTER_CAP_SECONDS, retry_delay
 
 
 def test_an_operation_lands_in_its_latency_bucket_and_counters() -> None:

@@ -125,7 +125,7 @@ def test_only_star_is_valid(s3: MockS3, value: Any) -> None:
 def test_botocore_data_path_sends_the_condition_too(s3: MockS3, size: int) -> None:
     """Buckets whose data path goes through botocore's client (S3 Express) get IfNoneMatch."""
     transport = s3.client._transport
-    transport._endpoints[s3.bucket] = dataclasses.replace(transport.bucket_endpoint(s3.bucket), lean=False)
+    transport.endpoints.replace(s3.bucket, dataclasses.replace(transport.bucket_endpoint(s3.bucket), lean=False))
     try:
         write(s3, "via-botocore", payload(size, seed=7), if_none_match="*")
         assert s3.read("via-botocore") == payload(size, seed=7)
@@ -134,7 +134,7 @@ def test_botocore_data_path_sends_the_condition_too(s3: MockS3, size: int) -> No
         assert s3.read("via-botocore") == payload(size, seed=7)
         assert s3.uploads() == []
     finally:
-        transport._endpoints.pop(s3.bucket, None)
+        transport.endpoints.forget(s3.bucket)
 
 
 def test_a_conditional_conflict_on_put_object_is_retried(s3: MockS3, monkeypatch: pytest.MonkeyPatch) -> None:

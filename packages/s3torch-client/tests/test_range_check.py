@@ -9,10 +9,10 @@ import pytest
 from client_unit_support import FakeBody
 
 from s3torch.client import S3Exception
+from s3torch.client._body import RawResponse
 from s3torch.client._http import Headers
 from s3torch.client._metrics import Counters
 from s3torch.client._range_check import CheckedRange, check_range_response
-from s3torch.client._transport import RawResponse
 
 SIZE = 1000
 COUNTERS = Counters()

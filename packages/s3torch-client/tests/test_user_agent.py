@@ -5,8 +5,10 @@ from __future__ import annotations
 import pickle
 import platform
 import re
+from typing import Any
 
 import pytest
+from client_unit_support import BUCKET, REGION
 
 from s3torch.client import S3Client, UserAgent
 from s3torch.client import _user_agent as user_agent_module
@@ -84,3 +86,35 @@ def test_get_default_prefix_is_the_prefix_without_comments() -> None:
     assert default.startswith("s3torch-client/") and " ua/2.1 " in default
     assert UserAgent().prefix == default
     assert UserAgent(["a", "b"]).prefix == f"{default} (a; b)"
+
+
+def test_one_transport_serves_every_user_agent_and_each_request_carries_its_own(s3: Any) -> None:
+    """Components with their own User-Agent share the process's transport (one botocore client,
+    one pool, one thread pool); the header of each request names the component that sent it,
+    on the data path (GET, PUT, UploadPart) and the control path (HEAD, list, multipart)."""
+    clients = {name: S3Client(REGION, user_agent=UserAgent([name])) for name in ("md/one", "md/two")}
+    transport = clients["md/one"]._transport
+    assert clients["md/two"]._transport is transport
+    seen: list[tuple[str, str]] = []
+
+    def capture(request: Any, event_name: str, **_: Any) -> None:
+        header = request.headers["User-Agent"]
+        seen.append((event_name.rsplit(".", 1)[-1], header.decode() if isinstance(header, bytes) else header))
+
+    # before-send sees the final headers of both paths (the data path asks it too, under mock_aws).
+    transport.client.meta.events.register_first("before-send.s3", capture)
+    try:
+        for name, client in clients.items():
+            seen.clear()
+            with client.put_object(BUCKET, f"k-{name}") as writer:
+                writer.write(b"x" * (9 * 1024 * 1024))  # multipart: create, part, part, complete
+            assert client.head_object(BUCKET, f"k-{name}").size == 9 * 1024 * 1024
+            assert b"".join(client.get_object_stream(BUCKET, f"k-{name}"))[:1] == b"x"
+            list(client.list_objects(BUCKET))
+            operations = {operation for operation, _ in seen}
+            assert {"CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload"} <= operations
+            assert {"HeadObject", "GetObject", "ListObjectsV2"} <= operations
+            for operation, header in seen:
+                assert header.endswith(f"({name})") or f"({name}) botocore/" in header, (operation, header)
+    finally:
+        transport.client.meta.events.unregister("before-send.s3", capture)

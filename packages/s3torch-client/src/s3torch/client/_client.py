@@ -10,11 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 from ._arguments import check_bucket, check_header_value, check_names, check_range, check_region
 from ._config import S3ClientConfig
+from ._control_hooks import calling_as
 from ._get_stream import GetObjectStream
 from ._list import ListObjectStream, storage_class, timestamp
 from ._metrics import S3ClientMetrics
 from ._put_stream import PutObjectStream
-from ._transport import Transport, get_transport
+from ._registry import get_transport
+from ._transport import Transport
 from ._types import HeadObjectResult, ObjectInfo, RestoreStatus
 from ._uploads import MultipartUploadInfo, abort_upload, list_uploads
 from ._user_agent import UserAgent
@@ -106,7 +108,7 @@ class S3Client:
     @property
     def _transport(self) -> Transport:
         # get_transport checks the PID, so a forked child never uses its parent's connections.
-        return get_transport(self._region, self._endpoint, self._config, self._user_agent_prefix)
+        return get_transport(self._region, self._endpoint, self._config)
 
     def __getstate__(self) -> dict[str, Any]:
         return {
@@ -176,7 +178,7 @@ class S3Client:
         if etag is not None:
             check_header_value("etag", etag, f" (s3://{bucket}/{key})")
         logger.debug("GetObjectStream s3://%s/%s [%s, %s)", bucket, key, start, end)
-        return GetObjectStream(self._transport, bucket, key, start, end, etag=etag)
+        return GetObjectStream(self._transport, bucket, key, start, end, etag=etag, user_agent=self._user_agent_prefix)
 
     def put_object(
         self, bucket: str, key: str, storage_class: str | None = None, *, if_none_match: str | None = None
@@ -201,16 +203,26 @@ class S3Client:
                 f"if_none_match must be None or '*' (the only value S3 takes on writes), got {if_none_match!r}"
             )
         logger.debug("PutObject s3://%s/%s", bucket, key)
-        return S3Writer(PutObjectStream(self._transport, bucket, key, storage_class, if_none_match=if_none_match))
+        return S3Writer(
+            PutObjectStream(
+                self._transport,
+                bucket,
+                key,
+                storage_class,
+                if_none_match=if_none_match,
+                user_agent=self._user_agent_prefix,
+            )
+        )
 
     def head_object(self, bucket: str, key: str) -> HeadObjectResult:
         """Size, ETag, last modification, storage and restore status of ``s3://bucket/key``."""
         check_names(bucket, key)
         logger.debug("HeadObject s3://%s/%s", bucket, key)
         transport = self._transport
-        result = transport.call(
-            "HeadObject", bucket, key, "head_object", Bucket=bucket, Key=key, **transport.request_payer
-        )
+        with calling_as(self._user_agent_prefix):
+            result = transport.call(
+                "HeadObject", bucket, key, "head_object", Bucket=bucket, Key=key, **transport.request_payer
+            )
         return HeadObjectResult(
             etag=result.get("ETag", ""),
             size=result.get("ContentLength", 0),
@@ -224,7 +236,10 @@ class S3Client:
         check_names(bucket, key)
         logger.debug("DeleteObject s3://%s/%s", bucket, key)
         transport = self._transport
-        transport.call("DeleteObject", bucket, key, "delete_object", Bucket=bucket, Key=key, **transport.request_payer)
+        with calling_as(self._user_agent_prefix):
+            transport.call(
+                "DeleteObject", bucket, key, "delete_object", Bucket=bucket, Key=key, **transport.request_payer
+            )
 
     def copy_object(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> None:
         """Copy an object inside S3 (server side; sources up to 5 GiB)."""
@@ -232,16 +247,17 @@ class S3Client:
         check_names(dst_bucket, dst_key)
         logger.debug("CopyObject s3://%s/%s to s3://%s/%s", src_bucket, src_key, dst_bucket, dst_key)
         transport = self._transport
-        transport.call(
-            "CopyObject",
-            src_bucket,
-            src_key,
-            "copy_object",
-            Bucket=dst_bucket,
-            Key=dst_key,
-            CopySource={"Bucket": src_bucket, "Key": src_key},
-            **transport.request_payer,
-        )
+        with calling_as(self._user_agent_prefix):
+            transport.call(
+                "CopyObject",
+                src_bucket,
+                src_key,
+                "copy_object",
+                Bucket=dst_bucket,
+                Key=dst_key,
+                CopySource={"Bucket": src_bucket, "Key": src_key},
+                **transport.request_payer,
+            )
 
     def list_objects(
         self, bucket: str, prefix: str = "", delimiter: str = "", max_keys: int = 1000
@@ -268,7 +284,7 @@ class S3Client:
         if not isinstance(prefix, str):
             raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
         logger.debug("ListMultipartUploads s3://%s/%s", bucket, prefix)
-        return list_uploads(self._transport, bucket, prefix)
+        return list_uploads(self._transport, bucket, prefix, self._user_agent_prefix)
 
     def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> bool:
         """Abort one incomplete upload (s3torch addition); its parts are deleted. Returns False
@@ -276,7 +292,8 @@ class S3Client:
         check_names(bucket, key)
         if not isinstance(upload_id, str) or not upload_id:
             raise ValueError(f"upload_id should be specified (s3://{bucket}/{key})")
-        return abort_upload(self._transport, bucket, key, upload_id)
+        with calling_as(self._user_agent_prefix):
+            return abort_upload(self._transport, bucket, key, upload_id)
 
     def abort_multipart_uploads(
         self, bucket: str, prefix: str = "", *, older_than: datetime.timedelta

@@ -1,21 +1,28 @@
-"""The control path's time bound and accounting, hooked into botocore's client through its events.
+"""What s3torch adds to each botocore call, hooked into its client through its public events.
 
 botocore retries control-path operations (list, head, multipart create/complete/abort, ...)
 itself, up to ``max_attempts``. These handlers add what its configuration cannot say: no new
 attempt starts once ``retry_deadline`` has passed since the first one (the operation then
 raises, naming its attempts and its last failure), and each operation is counted in the
-transport's ``Counters`` and logged on one DEBUG line, like the data path's requests.
+transport's ``Counters`` and logged on one DEBUG line, like the data path's requests. And each
+call carries the User-Agent of the component that made it (``calling_as``): one transport, and
+so one botocore client, serves every component of a process.
 """
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from botocore.exceptions import BotoCoreError
 
 from ._metrics import Counters
+from ._user_agent import UserAgent
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +55,31 @@ class _Call:
 
 
 _CONTEXT_KEY = "s3torch_call"
+# The User-Agent comments of the call in progress in this thread (botocore emits in the caller's thread).
+_CALLER: contextvars.ContextVar[str | None] = contextvars.ContextVar("s3torch_user_agent", default=None)
+
+
+def current_user_agent() -> str:
+    """The User-Agent of the component whose request is being sent (``calling_as``); outside
+    any, the default ``UserAgent()``'s."""
+    agent = _CALLER.get()
+    return _default_user_agent() if agent is None else agent
+
+
+@functools.cache
+def _default_user_agent() -> str:
+    return UserAgent().prefix
+
+
+@contextmanager
+def calling_as(user_agent: str) -> Iterator[None]:
+    """Requests sent inside (by this thread) carry ``user_agent`` in their User-Agent: at the end
+    of botocore's on the control path, as the whole header on the data path."""
+    token = _CALLER.set(user_agent)
+    try:
+        yield
+    finally:
+        _CALLER.reset(token)
 
 
 class ControlHooks:
@@ -62,6 +94,14 @@ class ControlHooks:
         events.register("needs-retry.s3", self._attempted)
         events.register("after-call.s3", self._answered)
         events.register("after-call-error.s3", self._failed)
+        # After botocore's own handler, which rebuilds the User-Agent just before sending.
+        events.register_last("request-created.s3", self._add_user_agent)
+
+    @staticmethod
+    def _add_user_agent(request: Any, **_: Any) -> None:
+        comments = current_user_agent()
+        if "User-Agent" in request.headers:
+            request.headers.replace_header("User-Agent", f"{request.headers['User-Agent']} {comments}")
 
     def _started(self, params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
         bucket, key = params.get("Bucket"), params.get("Key")

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from xml.etree import ElementTree
+
+from botocore.exceptions import ClientError, NoCredentialsError
+
+if TYPE_CHECKING:
+    from ._body import RawResponse
 
 # The texts upstream users match on, keyed by S3 error code. They stay the start of our
 # messages; what follows names the object and the request.
@@ -20,6 +26,9 @@ _CREATE_ONLY_TEXTS = {
     " write (if_none_match='*') was not applied",
 }
 _CREATE_ONLY_OPERATIONS = frozenset({"PutObject", "CompleteMultipartUpload"})
+# S3's error documents are a few hundred bytes: more than this is not buffered (its connection is
+# closed), nor is a success body where none is expected.
+ERROR_BODY_BYTES = 64 * 1024
 
 
 class S3Exception(Exception):
@@ -158,3 +167,63 @@ def client_error(message: str, *, operation: str, bucket: str | None, key: str |
     naming the object in ``bucket`` and ``key``, as every s3torch distribution reports them."""
     where = f"{operation} {describe(bucket, key)}".strip()
     return S3Exception(f"Client error: {message} ({where})", bucket=bucket, key=key)
+
+
+# ---- translation of what S3, botocore and the network say -------------------------------------
+
+
+def _error_fields(payload: bytes) -> tuple[str | None, str | None, str | None]:
+    try:
+        root = ElementTree.fromstring(payload)
+    except ElementTree.ParseError:
+        return None, None, None
+    return root.findtext("Code"), root.findtext("Message"), root.findtext("RequestId")
+
+
+def _translate_client_error(error: ClientError, operation: str, bucket: str | None, key: str | None) -> S3Exception:
+    response: Any = error.response
+    details = response.get("Error", {})
+    metadata = response.get("ResponseMetadata", {})
+    status = metadata.get("HTTPStatusCode")
+    code = details.get("Code")
+    if code is not None and code.isdigit():  # HEAD errors carry only the status
+        code = {"404": "NotFound", "403": "Forbidden", "412": "PreconditionFailed"}.get(code, code)
+    return service_error(
+        operation=operation,
+        bucket=bucket,
+        key=key,
+        code=code,
+        message=details.get("Message"),
+        request_id=metadata.get("RequestId"),
+        status=status,
+    )
+
+
+def error_of(operation: str, bucket: str, key: str, method: str, response: RawResponse) -> S3Exception:
+    """The exception for an error ``response`` (its body read, bounded, and its connection released)."""
+    body = response.body
+    payload = b""
+    if body is not None:
+        payload = body.read_bounded(ERROR_BODY_BYTES) if method != "HEAD" else b""
+        body.release_conn()
+    code, message, body_request_id = _error_fields(payload)
+    return service_error(
+        operation=operation,
+        bucket=bucket,
+        key=key,
+        code=code,
+        message=message,
+        request_id=response.request_id or body_request_id,
+        status=response.status,
+    )
+
+
+def translate(error: Exception, operation: str, bucket: str | None, key: str | None) -> S3Exception:
+    """Turn a botocore or connection error into the public exception."""
+    if isinstance(error, S3Exception):
+        return error
+    if isinstance(error, ClientError):
+        return _translate_client_error(error, operation, bucket, key)
+    if isinstance(error, NoCredentialsError):
+        return client_error("No signing credentials found", operation=operation, bucket=bucket, key=key)
+    return client_error(f"{type(error).__name__}: {error}", operation=operation, bucket=bucket, key=key)

@@ -22,9 +22,12 @@ from collections import deque
 from concurrent.futures import Future
 from typing import Any
 
-from ._exceptions import client_error
+from ._body import BODY_ERRORS, RawResponse, ResponseBody, discard
+from ._control_hooks import calling_as
+from ._exceptions import S3Exception, client_error
 from ._range_check import check_range_response
-from ._transport import BODY_ERRORS, RawResponse, Transport, discard, retry_delay
+from ._retry import retry_delay
+from ._transport import Transport
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +40,13 @@ LATENCY_THRESHOLD_SECONDS = 0.010
 SLOW_CONNECTION_BYTES_PER_SECOND = 300e6
 
 
+def _body_of(response: RawResponse) -> ResponseBody:
+    # Only a 416 answered through botocore's client comes without one, and it opens no body.
+    if response.body is None:
+        raise S3Exception(f"Client error: an answer of status {response.status} came without its body")
+    return response.body
+
+
 class _Body:
     """An open response body covering ``[position, end)``; resumes itself when cut, for at most
     ``max_attempts`` attempts without progress and ``retry_deadline`` seconds after the cut."""
@@ -46,7 +56,7 @@ class _Body:
     def __init__(self, stream: GetObjectStream, response: RawResponse, start: int, end: int) -> None:
         self._stream = stream
         self._response = response
-        self._source = response.body  # its readinto goes from the socket straight into our memory
+        self._source = _body_of(response)  # its readinto goes from the socket straight into our memory
         self.position = start
         self.end = end
         self._counted = start  # bytes below were added to the transport's counters
@@ -96,7 +106,7 @@ class _Body:
         time.sleep(delay)
         response = stream._request(self.position, self.end, self._deadline)
         self._response = response
-        self._source = response.body
+        self._source = _body_of(response)
 
     def _count(self) -> None:
         count = self.position - self._counted
@@ -113,7 +123,8 @@ class _Body:
 
     def abandon(self) -> None:
         self._count()
-        discard(self._response.body)
+        if self._response.body is not None:
+            discard(self._response.body)
 
 
 class GetObjectStream:
@@ -134,6 +145,7 @@ class GetObjectStream:
         end: int | None = None,
         *,
         etag: str | None = None,
+        user_agent: str,
     ) -> None:
         if start is not None and start < 0:
             raise ValueError(f"start must be non-negative, got {start} for s3://{bucket}/{key}")
@@ -142,6 +154,7 @@ class GetObjectStream:
         self.bucket = bucket
         self.key = key
         self._transport = transport
+        self._user_agent = user_agent  # every request of this stream carries it
         self._part_size = transport.config.part_size
         self._window = transport.concurrency
         self._max_attempts = transport.config.max_attempts
@@ -168,7 +181,8 @@ class GetObjectStream:
     # ---- requests ---------------------------------------------------------------------
     def _request(self, start: int, end: int, deadline: float | None = None) -> RawResponse:
         """A GET of ``[start, end)`` inside the known object (parts, remainder, resumes), checked."""
-        response = self._transport.get_range(self.bucket, self.key, start, end, self.etag, deadline=deadline)
+        with calling_as(self._user_agent):  # on the caller's or the transport's thread
+            response = self._transport.get_range(self.bucket, self.key, start, end, self.etag, deadline=deadline)
         check_range_response(
             response, self.bucket, self.key, start, end, self.size, wanted_end=end, counters=self._transport.counters
         )
@@ -184,7 +198,8 @@ class GetObjectStream:
                 self._limit = start
                 return
         self._first_request_at = time.perf_counter()
-        response = self._transport.get_range(self.bucket, self.key, start, end, self.etag)
+        with calling_as(self._user_agent):
+            response = self._transport.get_range(self.bucket, self.key, start, end, self.etag)
         first_byte_latency = time.perf_counter() - self._first_request_at
         # A 200 (Range ignored) is the whole object: right when this stream reads it all from 0.
         checked = check_range_response(

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from ._control_hooks import calling_as
 from ._types import ListObjectResult, ObjectInfo, RestoreStatus
 
 if TYPE_CHECKING:
@@ -91,9 +92,10 @@ class ListObjectStream(Iterator[ListObjectResult]):
         if self.continuation_token:
             params["ContinuationToken"] = self.continuation_token
         transport = self._client._transport
-        page = transport.call(
-            "ListObjectsV2", self.bucket, self.prefix, "list_objects_v2", **params, **transport.request_payer
-        )
+        with calling_as(self._client.user_agent_prefix):
+            page = transport.call(
+                "ListObjectsV2", self.bucket, self.prefix, "list_objects_v2", **params, **transport.request_payer
+            )
         self.continuation_token = page.get("NextContinuationToken")
         self.complete = not page.get("IsTruncated") or not self.continuation_token
         objects = [

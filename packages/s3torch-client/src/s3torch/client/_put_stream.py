@@ -20,16 +20,20 @@ the stream accounts for it when it ends (``_uploads.account_for_lost_creates``).
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from ._config import MAX_PART_SIZE
+from ._control_hooks import calling_as
 from ._exceptions import S3Exception, client_error
 from ._published import multipart_fingerprint, published_etag, single_put_fingerprint
-from ._transport import Transport, answer_lost, may_have_published, retry_attempts
+from ._retry import answer_lost, may_have_published, retry_attempts
+from ._transport import Transport
 from ._uploads import abort_or_warn, account_for_lost_creates
 
 logger = logging.getLogger(__name__)
@@ -45,6 +49,20 @@ def part_size_for(part_number: int, part_size: int) -> int:
     return min(MAX_PART_SIZE, part_size << ((part_number - 1) // PARTS_PER_SIZE_STEP))
 
 
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _as_caller(method: _Method) -> _Method:
+    """Run ``method`` with the stream's User-Agent on its requests (see ``calling_as``)."""
+
+    @functools.wraps(method)
+    def as_caller(self: PutObjectStream, *args: Any, **options: Any) -> Any:
+        with calling_as(self._user_agent):
+            return method(self, *args, **options)
+
+    return cast(_Method, as_caller)
+
+
 class PutObjectStream:
     """Writes ``s3://bucket/key``; ``close()`` publishes the object, ``abort()`` discards it."""
 
@@ -56,10 +74,12 @@ class PutObjectStream:
         storage_class: str | None = None,
         *,
         if_none_match: str | None = None,
+        user_agent: str,
     ) -> None:
         self.bucket = bucket
         self.key = key
         self._transport = transport
+        self._user_agent = user_agent  # every request of this upload carries it
         self._part_size = transport.config.part_size
         self._max_in_flight_bytes = transport.concurrency * self._part_size
         self._storage_class = storage_class
@@ -107,6 +127,7 @@ class PutObjectStream:
             raise
         return total
 
+    @_as_caller
     def _send_full_part(self) -> None:
         transport = self._transport
         if self._upload_id is None:
@@ -136,7 +157,7 @@ class PutObjectStream:
         while self._in_flight and self._in_flight_bytes + size > self._max_in_flight_bytes:
             self._collect_oldest()
         future = transport.executor.submit(
-            transport.put_bytes,
+            self._put_part,
             self.bucket,
             self.key,
             memoryview(buffer)[:size],
@@ -148,6 +169,10 @@ class PutObjectStream:
         next_size = part_size_for(self._part_number + 1, self._part_size)
         self._buffer = self._take_spare(next_size)
         self._filled = 0
+
+    @_as_caller  # on the transport's thread
+    def _put_part(self, *args: Any, **options: Any) -> tuple[str, str | None]:
+        return self._transport.put_bytes(*args, **options)
 
     def _take_spare(self, size: int) -> bytearray:
         while self._spare:
@@ -166,6 +191,7 @@ class PutObjectStream:
         self._etags.append(part)
         self._spare.append(buffer)
 
+    @_as_caller
     def close(self) -> None:
         """Publish the object. A second call raises, as upstream's transport does."""
         with self._lock:
@@ -238,6 +264,7 @@ class PutObjectStream:
         if not self._published:
             self._fail(None)
 
+    @_as_caller
     def _fail(self, error: BaseException | None) -> None:
         self._closed = True
         if self._failed is not None:

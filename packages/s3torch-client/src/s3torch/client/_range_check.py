@@ -16,9 +16,9 @@ from __future__ import annotations
 import re
 from typing import Any, NamedTuple
 
+from ._body import discard
 from ._exceptions import S3Exception
 from ._metrics import Counters
-from ._transport import discard
 
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)", re.ASCII)
 _UNSATISFIED_RANGE = re.compile(r"bytes \*/(\d+)", re.ASCII)

@@ -42,8 +42,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ._exceptions import S3Exception
-from ._transport import Transport, translate
+from ._control_hooks import calling_as, current_user_agent
+from ._exceptions import S3Exception, translate
+from ._transport import Transport
 
 logger = logging.getLogger(__name__)
 
@@ -57,12 +58,17 @@ class MultipartUploadInfo:
     initiated: datetime.datetime
 
 
-def list_uploads(transport: Transport, bucket: str, prefix: str) -> Iterator[MultipartUploadInfo]:
-    """Every incomplete upload whose key starts with ``prefix``, page by page."""
+def list_uploads(transport: Transport, bucket: str, prefix: str, user_agent: str) -> Iterator[MultipartUploadInfo]:
+    """Every incomplete upload whose key starts with ``prefix``, page by page (each fetched as
+    ``user_agent``, on whichever thread advances the iterator)."""
     paginator = transport.client.get_paginator("list_multipart_uploads")
-    pages = paginator.paginate(Bucket=bucket, Prefix=prefix, **transport.request_payer)
+    pages = iter(paginator.paginate(Bucket=bucket, Prefix=prefix, **transport.request_payer))
     try:
-        for page in pages:
+        while True:
+            with calling_as(user_agent):
+                page = next(pages, None)
+            if page is None:
+                return
             for upload in page.get("Uploads", []):
                 initiated = upload["Initiated"].astimezone(datetime.timezone.utc)
                 yield MultipartUploadInfo(upload["Key"], upload["UploadId"], initiated)
@@ -135,7 +141,7 @@ def account_for_lost_creates(transport: Transport, bucket: str, key: str, used: 
     try:
         candidates = [
             upload.upload_id
-            for upload in list_uploads(transport, bucket, key)
+            for upload in list_uploads(transport, bucket, key, current_user_agent())
             if upload.key == key
             and upload.upload_id != used
             and not _has_parts(transport, bucket, key, upload.upload_id)
