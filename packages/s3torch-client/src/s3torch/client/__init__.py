@@ -2,6 +2,7 @@
 
 Upstream-compatible names: ``S3Client``, ``S3ClientConfig``, ``S3Writer``, ``S3Exception``,
 ``ObjectInfo``, ``HeadObjectResult``, ``RestoreStatus``, ``ListObjectResult``, ``UserAgent``.
+``shared_executor(role)`` hands the other s3torch distributions the process's thread pools.
 """
 
 from importlib import metadata as _metadata
@@ -13,6 +14,7 @@ from ._get_stream import GetObjectStream
 from ._list import ListObjectStream
 from ._metrics import S3ClientMetrics
 from ._put_stream import PutObjectStream
+from ._resources import ExecutorRole, shared_executor
 from ._types import HeadObjectResult, ListObjectResult, ObjectInfo, RestoreStatus
 from ._uploads import MultipartUploadInfo
 from ._uri import parse_s3_uri
@@ -28,6 +30,7 @@ __all__ = [
     "GetObjectStream",
     "HeadObjectResult",
     "ListObjectResult",
+    "ExecutorRole",
     "ListObjectStream",
     "MultipartUploadInfo",
     "ObjectChangedError",
@@ -41,6 +44,7 @@ __all__ = [
     "S3Exception",
     "S3Writer",
     "UserAgent",
+    "shared_executor",
     "__version__",
     "client_error",
     "is_not_found",

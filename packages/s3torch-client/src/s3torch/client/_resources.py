@@ -32,7 +32,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-__all__ = ["ExecutorRole", "after_fork", "check_process", "executor", "workers"]
+__all__ = ["ExecutorRole", "after_fork", "check_process", "shared_executor", "workers"]
 
 
 class ExecutorRole(enum.Enum):
@@ -61,8 +61,9 @@ def workers(role: ExecutorRole, concurrency: int = 8) -> int:
     return 2 * concurrency if role is ExecutorRole.PARTS else _FIXED_WORKERS[role]
 
 
-def executor(role: ExecutorRole, concurrency: int = 8) -> ThreadPoolExecutor:
-    """This process's pool for ``role`` (for ``PARTS``, one per ``concurrency``)."""
+def shared_executor(role: ExecutorRole, concurrency: int = 8) -> ThreadPoolExecutor:
+    """This process's pool for ``role`` (for ``PARTS``, one per ``concurrency``). Never shut it
+    down: it is the process's, shared by every caller."""
     _check_pid()
     key = (role, workers(role, concurrency))
     pool = _executors.get(key)

@@ -84,7 +84,7 @@ class Transport:
         ControlHooks(self.client, self.counters, config.retry_deadline)
         self._before_send = BeforeSend(self.client)
         self.endpoints = Endpoints(self.client, region, config)
-        self.executor = _resources.executor(_resources.ExecutorRole.PARTS, config.concurrency)
+        self.executor = _resources.shared_executor(_resources.ExecutorRole.PARTS, config.concurrency)
         self.request_payer = {"RequestPayer": "requester"} if config.requester_pays else {}
         # Upload integrity as boto3 does it: CRC32 on every PUT unless checksums are asked for only
         # "when_required" (AWS_REQUEST_CHECKSUM_CALCULATION, for stores that reject them).

@@ -36,13 +36,13 @@ import functools
 import logging
 import os
 import statistics
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from s3torch.client import ExecutorRole, shared_executor
 from s3torch.readers import S3Reader
 
 from ._common import S3BucketKeyData, identity
@@ -53,8 +53,6 @@ logger = logging.getLogger(__name__)
 #: first-byte latency per request (S3-like) one process then reaches about 16 / 21 ms = 750
 #: objects/s of small objects, where reading one object at a time reaches about 45.
 DEFAULT_PREFETCH = 16
-#: Threads of the per-process prefetch pool (shared by every dataset iteration of the process).
-PREFETCH_THREADS = 64
 #: Prefetch threads are used when GETs wait at least this long for their response head (median
 #: of the last ``PREFETCH_PROBE_OBJECTS`` GETs started in the caller's thread).
 PREFETCH_MIN_WAIT_SECONDS = 0.0005
@@ -62,23 +60,10 @@ PREFETCH_PROBE_OBJECTS = 3
 #: Objects read after a decision (prefetch threads or not) before the store's wait is measured again.
 PREFETCH_DECISION_OBJECTS = 4096
 
-_pool: ThreadPoolExecutor | None = None
-_pool_pid = 0
-_pool_lock = threading.Lock()
-
 
 def prefetch_pool() -> ThreadPoolExecutor:
-    """The process's prefetch thread pool, made on first use and made anew in a forked child
-    (the parent's threads do not exist there)."""
-    global _pool, _pool_pid, _pool_lock
-    pid = os.getpid()
-    if _pool_pid != pid:
-        _pool, _pool_pid, _pool_lock = None, pid, threading.Lock()
-    if _pool is None:
-        with _pool_lock:
-            if _pool is None:
-                _pool = ThreadPoolExecutor(max_workers=PREFETCH_THREADS, thread_name_prefix="s3torch-prefetch")
-    return _pool
+    """The process's whole-object prefetch threads (sized, and made anew after fork, by s3torch.client)."""
+    return shared_executor(ExecutorRole.OBJECT_PREFETCH)
 
 
 def check_prefetch(prefetch: Any) -> int:

@@ -16,10 +16,11 @@ storage, whose pages the kernel must fault in) and then copies it into the desti
 * any other item (bytes, another dtype, a strided view, an archive this module does not know)
   is read whole and loaded with ``torch.load`` as torch does.
 
-``FILES_AT_ONCE`` files are read at the same time, on their own threads (the network waits and
-copies run without the GIL), and while a range group is read the requests of the file's next
-``GROUPS_AHEAD`` groups are already sent, pinned to the file's version, so their first-byte
-latency is hidden (each holds a connection whose answer waits in the socket until it is read);
+Up to four files are read at the same time, on the process's file-load threads (owned by
+s3torch.client, ``ExecutorRole.FILE_LOADS``; the network waits and copies run without the GIL),
+and while a range group is read the requests of the file's next ``GROUPS_AHEAD`` groups are
+already sent, pinned to the file's version, so their first-byte latency is hidden (each holds a
+connection whose answer waits in the socket until it is read);
 calls into the load planner are made one at a time.
 """
 
@@ -30,14 +31,14 @@ import io
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, Future, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
 from torch.distributed.checkpoint.planner import LoadItemType, LoadPlanner, ReadItem
 
-from s3torch.client import GetObjectStream, client_error
+from s3torch.client import ExecutorRole, GetObjectStream, client_error, shared_executor
 from s3torch.readers import ItemRange, coalesce, prefetch_executor
 
 from ._torch_compat import narrow_tensor_by_index
@@ -45,8 +46,6 @@ from ._torch_save_layout import HEAD_BYTES, TensorLayout, parse_tensor_layout, s
 
 logger = logging.getLogger(__name__)
 
-#: Files of one plan read at the same time (each on one GET stream at a time).
-FILES_AT_ONCE = 4
 #: Range groups of a file whose requests are sent ahead of the one being read.
 GROUPS_AHEAD = 4
 #: Bytes after a tensor's storage that are read to check its data descriptor.
@@ -168,15 +167,15 @@ class DirectLoader:
             for relative_path, items in files:
                 self._load_file(relative_path, items)
             return
-        with ThreadPoolExecutor(min(FILES_AT_ONCE, len(files)), thread_name_prefix="s3torch-dcp-load") as pool:
-            futures = [pool.submit(self._load_file, relative_path, items) for relative_path, items in files]
-            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            for future in done:
-                if future.exception() is not None:
-                    self._failed.set()  # the other files stop at their next item
-                    for other in futures:
-                        other.cancel()
-                    break
+        pool = shared_executor(ExecutorRole.FILE_LOADS)
+        futures = [pool.submit(self._load_file, relative_path, items) for relative_path, items in files]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in done:
+            if future.exception() is not None:
+                self._failed.set()  # the other files stop at their next item
+                for other in futures:
+                    other.cancel()
+                break
         for future in futures:
             if not future.cancelled():
                 future.result()  # the first failure, in plan order

@@ -15,15 +15,13 @@ consumed, each at most ``PREFETCH_BYTES_PER_GROUP`` ahead of use.
 from __future__ import annotations
 
 import io
-import os
-import threading
 from bisect import bisect_right
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from s3torch.client import S3Exception
+from s3torch.client import ExecutorRole, S3Exception, shared_executor
 
 from ._base import (
     S3Reader,
@@ -47,9 +45,6 @@ _DCPReader = TypeVar("_DCPReader", bound="DCPOptimizedS3Reader")
 #: ``PREFETCH_GROUPS * PREFETCH_BYTES_PER_GROUP`` bytes it was not asked for yet.
 PREFETCH_GROUPS = 4
 PREFETCH_BYTES_PER_GROUP = 16 * 1024 * 1024
-#: Threads of the process-wide pool that fetches groups ahead, shared by every reader and by
-#: s3torch-dcp's load (4 files at once, the requests of 4 groups ahead each).
-PREFETCH_WORKERS = 16
 
 FALLBACK_GUIDANCE = (
     "The DCP-optimized reader serves only the byte ranges of a torch.distributed.checkpoint load plan, in"
@@ -58,42 +53,11 @@ FALLBACK_GUIDANCE = (
 )
 
 
-class _Pool:
-    """The process's prefetch threads, made on first use and made anew in a forked child."""
-
-    def __init__(self) -> None:
-        self._executor: ThreadPoolExecutor | None = None
-        self._lock = threading.Lock()
-        self._pid = os.getpid()
-
-    def get(self) -> ThreadPoolExecutor:
-        if self._pid != os.getpid():  # forked without the at-fork hook
-            self.forget()
-        executor = self._executor
-        if executor is None:
-            with self._lock:
-                executor = self._executor
-                if executor is None:
-                    executor = ThreadPoolExecutor(PREFETCH_WORKERS, thread_name_prefix="s3torch-dcp-prefetch")
-                    self._executor = executor
-        return executor
-
-    def forget(self) -> None:
-        # The parent's threads do not exist in the child.
-        self._executor = None
-        self._lock = threading.Lock()
-        self._pid = os.getpid()
-
-
-_POOL = _Pool()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_POOL.forget)
-
-
 def prefetch_executor() -> ThreadPoolExecutor:
-    """The process's ``PREFETCH_WORKERS`` threads that send and fill the requests of range
-    groups ahead of their use (this reader's after ``prefetch()``, and s3torch-dcp's load)."""
-    return _POOL.get()
+    """The process's range-group prefetch threads, which send and fill the requests of range
+    groups ahead of their use (this reader's after ``prefetch()``, and s3torch-dcp's load);
+    sized, and made anew after fork, by s3torch.client."""
+    return shared_executor(ExecutorRole.RANGE_PREFETCH)
 
 
 def _fill(stream: ReaderStream, limit: int) -> list[memoryview]:
