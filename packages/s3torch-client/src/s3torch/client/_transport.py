@@ -7,7 +7,8 @@ Two paths share one botocore client and its HTTP session:
 * the data path (GETs of objects and parts, PutObject, UploadPart) is sent lean: the request is
   built and signed here (``_sigv4``), with botocore's credentials, and goes out on our own HTTP
   core or botocore's pool (``_endpoint``), skipping the per-request client pipeline that costs
-  about 1 ms of CPU; it is retried here (``_retry``).
+  about 1 ms of CPU; it is retried here (``_retry``). S3 Express buckets take botocore's
+  client instead (``_express``).
 
 Every request carries the User-Agent of the component that sends it, so one transport serves a
 whole process (``_registry``); its thread pool comes from ``_resources``.
@@ -29,7 +30,6 @@ import urllib3.exceptions
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from . import _botocore_compat as botocore_compat
 from . import _resources
 from ._before_send import BeforeSend
 from ._body import RawResponse
@@ -37,6 +37,7 @@ from ._config import S3ClientConfig
 from ._control_hooks import THROTTLE_CODES, THROTTLE_STATUS, ControlHooks, current_user_agent
 from ._endpoint import BucketEndpoint, Endpoints, idle_connections
 from ._exceptions import ERROR_BODY_BYTES, S3Exception, client_error, error_of, translate
+from ._express import get_range_via_client, put_via_client
 from ._metrics import Counters
 from ._retry import Attempts, may_have_published, retry_after, retry_delay, retryable
 from ._sigv4 import Credentials, canonical_query
@@ -246,7 +247,7 @@ class Transport:
         if etag is not None:
             headers["If-Match"] = etag
         if not self.bucket_endpoint(bucket).lean:
-            return self._get_range_via_client(bucket, key, headers)
+            return get_range_via_client(self, bucket, key, headers)
         return self.send(
             "GetObject",
             bucket,
@@ -255,26 +256,6 @@ class Transport:
             headers=headers,
             ok=lambda status: status in (200, 206, 416),
             deadline=deadline,
-        )
-
-    def _get_range_via_client(self, bucket: str, key: str, headers: dict[str, str]) -> RawResponse:
-        params: dict[str, Any] = {"Bucket": bucket, "Key": key, "Range": headers["Range"], **self.request_payer}
-        if "If-Match" in headers:
-            params["IfMatch"] = headers["If-Match"]
-        try:
-            result = self.client.get_object(**params)
-        except ClientError as error:
-            if error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 416:
-                return RawResponse(416, error.response["ResponseMetadata"].get("HTTPHeaders", {}), None, None)
-            raise translate(error, "GetObject", bucket, key) from error
-        except BotoCoreError as error:
-            raise translate(error, "GetObject", bucket, key) from error
-        metadata = result["ResponseMetadata"]
-        return RawResponse(
-            metadata["HTTPStatusCode"],
-            metadata["HTTPHeaders"],
-            Urllib3Body(botocore_compat.raw_stream(result["Body"])),
-            metadata.get("RequestId"),
         )
 
     def put_bytes(
@@ -316,7 +297,7 @@ class Transport:
         checksum: str | None,
     ) -> str:
         if not self.bucket_endpoint(bucket).lean:
-            return self._put_via_client(bucket, key, body, query, headers, operation, checksum)
+            return put_via_client(self, bucket, key, body, query, headers, operation, checksum)
         request_headers = {"Content-Length": str(body.nbytes), **(headers or {})}
         if checksum is not None:
             request_headers["x-amz-sdk-checksum-algorithm"] = "CRC32"
@@ -340,34 +321,8 @@ class Transport:
         etag: str = response.headers.get("ETag", "")
         return etag
 
-    def _put_via_client(
-        self,
-        bucket: str,
-        key: str,
-        body: memoryview,
-        query: dict[str, str] | None,
-        headers: dict[str, str] | None,
-        operation: str,
-        checksum: str | None,
-    ) -> str:
-        params: dict[str, Any] = {"Bucket": bucket, "Key": key, "Body": body.tobytes(), **self.request_payer}
-        if checksum is not None:
-            params["ChecksumCRC32"] = checksum
-        if query:
-            params["PartNumber"] = int(query["partNumber"])
-            params["UploadId"] = query["uploadId"]
-            result = self.call(operation, bucket, key, "upload_part", **params)
-        else:
-            if headers and "x-amz-storage-class" in headers:
-                params["StorageClass"] = headers["x-amz-storage-class"]
-            if headers and "If-None-Match" in headers:
-                params["IfNoneMatch"] = headers["If-None-Match"]
-            result = self.call(operation, bucket, key, "put_object", **params)
-        etag: str = result["ETag"]
-        return etag
-
     def close(self) -> None:
-        """Close the idle connections (a later request opens new ones); the thread pool is
-        ``_resources``'s."""
+        """Close the idle connections of our pools; the transport stays usable (a later request
+        opens new ones). botocore's pools are left to it: closing them would fail a request a
+        daemon thread still makes through them. The thread pool is ``_resources``'s."""
         self.endpoints.close()
-        self.client.close()
