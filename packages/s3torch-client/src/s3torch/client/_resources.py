@@ -17,7 +17,7 @@ role                      threads                     what runs there
 Connections: one transport per (region, endpoint, ``S3ClientConfig``) keeps at most
 ``2 x C + 8`` idle connections per pool (ours per host, and botocore's).
 
-Every pool is created lazily on first use, its threads named ``s3torch-<role>``. After ``fork``
+Every pool is created lazily on first use. After ``fork``
 the child starts with none (the parent's threads do not exist there): one at-fork hook forgets
 them and runs the resets other modules registered with ``after_fork`` (the transport registry's),
 and a PID check catches forks without the hook. At interpreter exit ``concurrent.futures`` joins
@@ -50,6 +50,14 @@ _FIXED_WORKERS = {
     ExecutorRole.FILE_LOADS: 4,
 }
 
+# Thread names, as they were before the pools had one owner (logs and tests know them).
+_THREAD_NAMES = {
+    ExecutorRole.PARTS: "s3torch",
+    ExecutorRole.OBJECT_PREFETCH: "s3torch-prefetch",
+    ExecutorRole.RANGE_PREFETCH: "s3torch-dcp-prefetch",
+    ExecutorRole.FILE_LOADS: "s3torch-dcp-load",
+}
+
 _executors: dict[tuple[ExecutorRole, int], ThreadPoolExecutor] = {}
 _lock = threading.Lock()
 _pid = os.getpid()
@@ -71,7 +79,7 @@ def shared_executor(role: ExecutorRole, concurrency: int = 8) -> ThreadPoolExecu
         with _lock:
             pool = _executors.get(key)
             if pool is None:
-                pool = ThreadPoolExecutor(max_workers=key[1], thread_name_prefix=f"s3torch-{role.value}")
+                pool = ThreadPoolExecutor(max_workers=key[1], thread_name_prefix=_THREAD_NAMES[role])
                 _executors[key] = pool
     return pool
 
