@@ -15,8 +15,6 @@ import contextvars
 import functools
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from botocore.exceptions import BotoCoreError
@@ -71,15 +69,21 @@ def _default_user_agent() -> str:
     return UserAgent().prefix
 
 
-@contextmanager
-def calling_as(user_agent: str) -> Iterator[None]:
+class calling_as:  # used as a function: ``with calling_as(agent):``
     """Requests sent inside (by this thread) carry ``user_agent`` in their User-Agent: at the end
-    of botocore's on the control path, as the whole header on the data path."""
-    token = _CALLER.set(user_agent)
-    try:
-        yield
-    finally:
-        _CALLER.reset(token)
+    of botocore's on the control path, as the whole header on the data path. (A class, not a
+    generator: it runs once per data-path request.)"""
+
+    __slots__ = ("_agent", "_token")
+
+    def __init__(self, user_agent: str) -> None:
+        self._agent = user_agent
+
+    def __enter__(self) -> None:
+        self._token = _CALLER.set(self._agent)
+
+    def __exit__(self, *exc_info: object) -> None:
+        _CALLER.reset(self._token)
 
 
 class ControlHooks:
