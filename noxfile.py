@@ -56,8 +56,8 @@ VERSION_SENSITIVE_INTEGRATION = [
     "integration-tests/test_dcp_checkpoint_id.py",
     "integration-tests/test_lightning_trainer.py",
 ]
-#: The distributions that do not depend on torch.
-TORCH_FREE = ["s3torch-client", "s3torch-readers"]
+#: The distributions that do not depend on torch (the readers with their fsspec filesystem).
+TORCH_FREE = ["s3torch-client", "s3torch-readers[fsspec]"]
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
@@ -162,7 +162,8 @@ def install_packages(session: nox.Session, *groups: str, packages: list[str] = P
         requirements += nox.project.dependency_groups(PYPROJECT, group)
     editable: list[str] = []
     for package in packages:
-        editable += ["-e", str(ROOT / "packages" / package)]
+        name, extras = package.partition("[")[::2]  # "s3torch-readers[fsspec]": with that extra
+        editable += ["-e", str(ROOT / "packages" / name) + (f"[{extras}" if extras else "")]
     pins = [f"lightning=={lightning}"] if lightning else []
     session.install(*editable, *requirements, *pins)
 
@@ -185,7 +186,7 @@ def core(session: nox.Session) -> None:
     """Unit tests of the torch-free distributions (client, readers), without torch installed."""
     install_packages(session, "test-core", packages=TORCH_FREE)
     session.run("python", "-c", "import importlib.util as u; assert u.find_spec('torch') is None, 'torch came'")
-    session.run("pytest", *[f"packages/{package}/tests" for package in TORCH_FREE], *session.posargs)
+    session.run("pytest", "packages/s3torch-client/tests", "packages/s3torch-readers/tests", *session.posargs)
 
 
 @nox.session(python=PYTHONS[:1])
