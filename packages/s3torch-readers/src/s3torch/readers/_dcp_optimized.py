@@ -285,25 +285,21 @@ class DCPOptimizedS3Reader(S3Reader):
 
     def read(self, size: int | None = None) -> bytes:
         """Read ``size`` bytes inside the current item or a later one."""
-        count = self._check_read_size(size)
-        self._check_open()
-        if count == 0:
-            return b""
-        self._item_for(self._position, self._position + count)
-        data = bytearray(count)
-        self._copy_out(memoryview(data), self._position)
-        self._position += count
+        data = bytearray(self._check_read_size(size))
+        self._read_view(memoryview(data))
         return bytes(data)
 
     def readinto(self, buf: Any) -> int:
         """Read ``len(buf)`` bytes inside the current item or a later one into ``buf``."""
-        view = writable_view(buf)
+        return self._read_view(writable_view(buf))
+
+    def _read_view(self, view: memoryview) -> int:
+        """Fill ``view`` from the position and move past it (``read`` and ``readinto`` both)."""
         self._check_open()
-        if len(view) == 0:
-            return 0
-        self._item_for(self._position, self._position + len(view))
-        self._copy_out(view, self._position)
-        self._position += len(view)
+        if len(view):
+            self._item_for(self._position, self._position + len(view))
+            self._copy_out(view, self._position)
+            self._position += len(view)
         return len(view)
 
     def seek(self, offset: int, whence: int = io.SEEK_SET, /) -> int:

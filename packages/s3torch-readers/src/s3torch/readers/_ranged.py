@@ -117,12 +117,8 @@ class RangedS3Reader(S3Reader):
         if wanted == 0:
             return b""
         available = max(0, self._object_size() - self._position)
-        count = available if wanted is None else min(wanted, available)
-        if count == 0:
-            return b""
-        data = bytearray(count)
-        self._read_at(memoryview(data), self._position)
-        self._position += count
+        data = bytearray(available if wanted is None else min(wanted, available))
+        self._read_view(memoryview(data))
         return bytes(data)
 
     def readinto(self, buf: Any) -> int:
@@ -131,11 +127,14 @@ class RangedS3Reader(S3Reader):
         self._check_open()
         if len(view) == 0:
             return 0
-        count = min(len(view), max(0, self._object_size() - self._position))
-        if count:
-            self._read_at(view[:count], self._position)
-            self._position += count
-        return count
+        return self._read_view(view[: max(0, self._object_size() - self._position)])
+
+    def _read_view(self, view: memoryview) -> int:
+        """Fill ``view`` (within the object) from the position and move past it."""
+        if len(view):
+            self._read_at(view, self._position)
+            self._position += len(view)
+        return len(view)
 
     def seek(self, offset: int, whence: int = io.SEEK_SET, /) -> int:
         """Move to ``offset`` relative to ``whence``; past the end stays at the end. No GET."""
