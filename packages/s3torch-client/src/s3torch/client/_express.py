@@ -6,7 +6,7 @@ and PUTs go through it, with the same answers (``RawResponse``, ETag) as the lea
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -18,7 +18,19 @@ from ._urllib3_compat import Urllib3Body
 if TYPE_CHECKING:
     from ._transport import Transport
 
-__all__ = ["get_range_via_client", "put_via_client"]
+__all__ = ["PutRequest", "get_range_via_client", "put_via_client"]
+
+
+class PutRequest(NamedTuple):
+    """One PutObject or UploadPart (``query`` has the part number and upload id) of ``put_bytes``."""
+
+    bucket: str
+    key: str
+    body: memoryview
+    query: dict[str, str] | None
+    headers: dict[str, str] | None
+    operation: str
+    checksum: str | None
 
 
 def get_range_via_client(transport: Transport, bucket: str, key: str, headers: dict[str, str]) -> RawResponse:
@@ -43,17 +55,9 @@ def get_range_via_client(transport: Transport, bucket: str, key: str, headers: d
     )
 
 
-def put_via_client(
-    transport: Transport,
-    bucket: str,
-    key: str,
-    body: memoryview,
-    query: dict[str, str] | None,
-    headers: dict[str, str] | None,
-    operation: str,
-    checksum: str | None,
-) -> str:
+def put_via_client(transport: Transport, request: PutRequest) -> str:
     """``Transport.put_bytes``'s PutObject or UploadPart through botocore's client; the ETag."""
+    bucket, key, body, query, headers, operation, checksum = request
     params: dict[str, Any] = {"Bucket": bucket, "Key": key, "Body": body.tobytes(), **transport.request_payer}
     if checksum is not None:
         params["ChecksumCRC32"] = checksum

@@ -37,7 +37,7 @@ from ._config import S3ClientConfig
 from ._control_hooks import THROTTLE_CODES, THROTTLE_STATUS, ControlHooks, current_user_agent
 from ._endpoint import BucketEndpoint, Endpoints, idle_connections
 from ._exceptions import ERROR_BODY_BYTES, S3Exception, client_error, error_of, translate
-from ._express import get_range_via_client, put_via_client
+from ._express import PutRequest, get_range_via_client, put_via_client
 from ._metrics import Counters
 from ._retry import Attempts, may_have_published, retry_after, retry_delay, retryable
 from ._sigv4 import Credentials, canonical_query
@@ -277,7 +277,7 @@ class Transport:
         key if it is the one sent, and the PUT then succeeds; otherwise the failure is raised."""
         checksum = crc32_base64(body) if self.upload_checksums else None
         try:
-            return self._put(bucket, key, body, query, headers, operation, checksum), checksum
+            return self._put(PutRequest(bucket, key, body, query, headers, operation, checksum)), checksum
         except S3Exception as failure:
             if published is None or not may_have_published(failure):
                 raise
@@ -286,18 +286,10 @@ class Transport:
                 raise
             return etag, checksum
 
-    def _put(
-        self,
-        bucket: str,
-        key: str,
-        body: memoryview,
-        query: dict[str, str] | None,
-        headers: dict[str, str] | None,
-        operation: str,
-        checksum: str | None,
-    ) -> str:
-        if not self.bucket_endpoint(bucket).lean:
-            return put_via_client(self, bucket, key, body, query, headers, operation, checksum)
+    def _put(self, request: PutRequest) -> str:
+        if not self.bucket_endpoint(request.bucket).lean:
+            return put_via_client(self, request)
+        bucket, key, body, query, headers, operation, checksum = request
         request_headers = {"Content-Length": str(body.nbytes), **(headers or {})}
         if checksum is not None:
             request_headers["x-amz-sdk-checksum-algorithm"] = "CRC32"
