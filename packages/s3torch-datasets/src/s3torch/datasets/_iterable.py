@@ -123,6 +123,8 @@ class S3IterableDataset(torch.utils.data.IterableDataset[Any]):
             everything first (only with ``shuffle=True``).
     """
 
+    # The keyword lists of __init__/from_objects/from_prefix repeat on purpose: the upstream's explicit
+    # signatures and docstrings (issue 11); the logic behind them is one, build_from_factory in _common.
     def __init__(
         self,
         region: str,

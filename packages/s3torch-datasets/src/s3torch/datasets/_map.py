@@ -58,6 +58,8 @@ class S3MapDataset(torch.utils.data.Dataset[Any]):
         seed: Seed of that permutation.
     """
 
+    # The keyword lists of __init__/from_objects/from_prefix repeat on purpose: the upstream's explicit
+    # signatures and docstrings (issue 11); the logic behind them is one, build_from_factory in _common.
     def __init__(
         self,
         region: str,
