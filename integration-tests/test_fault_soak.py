@@ -205,7 +205,9 @@ class Tally:
         started = time.monotonic()
         try:
             right = work()
-        except Exception as error:  # sorted below: every kind is reported and asserted
+        # torch's CheckpointException (what dcp.load raises for a rank's failure) is a
+        # BaseException, not an Exception: caught by name so that it is sorted too.
+        except (Exception, CheckpointException) as error:  # sorted below: every kind is reported and asserted
             if is_loud(error):
                 self.failed_loudly[operation] += 1
                 self.loud_reasons[loud_reason(error)] += 1
