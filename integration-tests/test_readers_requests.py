@@ -6,6 +6,7 @@ DCP-optimized reader; and a reader pinned to the version it first saw raises
 from __future__ import annotations
 
 import io
+import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,6 +109,47 @@ def test_ranged_reader_heads_once_without_info_and_never_with_it(
     reader.seek(-3, io.SEEK_END)
     assert reader.read() == data[-3:]
     assert len(object_requests(faulty_s3, key, "HEAD")) == (0 if with_info else 1)
+
+
+# ---- GETs of the range-based reader's adaptive read-ahead --------------------------------------
+
+
+def requested_ranges(env: S3TestEnv, key: str) -> list[tuple[int, int]]:
+    """``[start, end)`` of every GET of ``key`` the proxy saw, from its Range header."""
+    ranges = []
+    for request in object_requests(env, key, "GET"):
+        first, last = request.headers["range"].removeprefix("bytes=").split("-")
+        ranges.append((int(first), int(last) + 1))
+    return ranges
+
+
+def test_ranged_reader_coalesces_small_sequential_reads(faulty_s3: S3TestEnv, stored: tuple[str, bytes]) -> None:
+    key, data = stored
+    # A part size above every read-ahead: each fetch of the reader is exactly one GET.
+    client = faulty_s3.new_client(part_size=64 * MIB)
+    reader = client.get_object(faulty_s3.bucket, key, reader_constructor=S3ReaderConstructor.range_based())
+    out = bytearray()
+    while chunk := reader.read(64 * 1024):
+        out += chunk
+    assert out == data
+    # 1 MiB first, then fourfold, up to the 8 MiB buffer: four GETs for 2,000-odd reads.
+    assert requested_ranges(faulty_s3, key) == [(0, MIB), (MIB, 5 * MIB), (5 * MIB, 13 * MIB), (13 * MIB, SIZE)]
+
+
+def test_ranged_reader_random_reads_request_only_their_bytes(faulty_s3: S3TestEnv, stored: tuple[str, bytes]) -> None:
+    key, data = stored
+    client = faulty_s3.new_client(part_size=64 * MIB)
+    reader = client.get_object(faulty_s3.bucket, key, reader_constructor=S3ReaderConstructor.range_based())
+    rng = random.Random(7)
+    offsets = [rng.randrange(0, SIZE - MIB) for _ in range(12)]
+    before = client.metrics()
+    for offset in offsets:
+        reader.seek(offset)
+        buffer = bytearray(MIB)
+        assert reader.readinto(buffer) == MIB
+        assert buffer == data[offset : offset + MIB]
+    assert requested_ranges(faulty_s3, key) == [(offset, offset + MIB) for offset in offsets]
+    assert client.metrics().bytes_received - before.bytes_received == len(offsets) * MIB
 
 
 # ---- GETs of the DCP-optimized reader ------------------------------------------------------------

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from support import MIB, PART, S3TestEnv, force_get_mode, payload
 
 from s3torch.client import S3Client
@@ -114,6 +116,51 @@ def test_pass_through_and_backward_seeks_in_both_get_modes(
     assert reader.read() == data[-7:]
     reader.seek(0)
     assert reader.read() == data
+
+
+# ---- the range-based reader's adaptive read-ahead, against a real object ----------------------
+
+WALK_SIZE = 2 * MIB + 13
+WALK_STEPS = st.lists(
+    st.tuples(
+        st.integers(0, WALK_SIZE + 5),  # seek target (past the end too)
+        st.sampled_from([0, 1, 8, 4096, 70_000, 300_000, MIB + 1, WALK_SIZE]),
+        st.booleans(),  # seek first, or read on from where the last read ended
+        st.booleans(),  # readinto instead of read
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@pytest.fixture
+def walk_object(s3: S3TestEnv) -> tuple[S3Client, str, bytes]:
+    """One object for every example of the walk (hypothesis reuses the test's fixtures)."""
+    key, data = upload(s3, WALK_SIZE, seed=41)
+    return s3.new_client(part_size=PART), key, data
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(buffer_size=st.sampled_from([None, 0, 100_000]), steps=WALK_STEPS)
+def test_ranged_reader_returns_the_bytes_on_any_access_pattern(
+    walk_object: tuple[S3Client, str, bytes],
+    s3: S3TestEnv,
+    buffer_size: int | None,
+    steps: list[tuple[int, int, bool, bool]],
+) -> None:
+    client, key, data = walk_object
+    reader = open_reader(client, s3, key, S3ReaderConstructor.range_based(buffer_size))
+    model = io.BytesIO(data)
+    for target, count, seek, into in steps:
+        if seek:
+            assert reader.seek(target) == model.seek(min(target, WALK_SIZE))
+        if into:
+            got, expected = bytearray(count), bytearray(count)
+            assert reader.readinto(got) == model.readinto(expected), (model.tell(), count)
+            assert got == expected, (model.tell(), count)
+        else:
+            assert reader.read(count) == model.read(count), (model.tell(), count)
+        assert reader.tell() == model.tell()
 
 
 # ---- DCP-optimized -----------------------------------------------------------------------------

@@ -1,6 +1,7 @@
-"""``RangedS3Reader``: the size first, seeks that never fetch, small reads through a buffer of
-``[start, min(start + buffer_size, size))``, large reads straight into the destination, and
-forward overlaps served partly from the buffer (upstream tst/unit/test_s3reader_range_based.py)."""
+"""``RangedS3Reader``: the size first, seeks that never fetch, small reads through a read-ahead
+buffer that grows on sequential access up to ``buffer_size`` and shrinks on jumps, large reads
+straight into the destination, and forward overlaps served partly from the buffer (upstream
+tst/unit/test_s3reader_range_based.py, with the adaptive read-ahead in place of the fixed one)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,25 @@ import io
 import random
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from readers_fakes import FakeObject
 
 from s3torch.client import S3Exception
 from s3torch.readers import DEFAULT_BUFFER_SIZE, RangedS3Reader
+from s3torch.readers._ranged import INITIAL_READAHEAD, MIN_READAHEAD
 
 MIB = 1024 * 1024
+KIB = 1024
 DATA = random.Random(11).randbytes(1000)
+
+
+def read_in_chunks(reader: RangedS3Reader, chunk: int) -> bytes:
+    out = bytearray()
+    buffer = bytearray(chunk)
+    while count := reader.readinto(buffer):
+        out += buffer[:count]
+    return bytes(out)
 
 
 def test_default_buffer_size_is_eight_mebibytes() -> None:
@@ -23,17 +36,21 @@ def test_default_buffer_size_is_eight_mebibytes() -> None:
 
 @pytest.mark.parametrize("buffer_size", [None, DEFAULT_BUFFER_SIZE], ids=["none", "explicit"])
 def test_none_means_the_default_buffer(buffer_size: int | None) -> None:
-    data = random.Random(12).randbytes(10 * MIB)
+    data = random.Random(12).randbytes(30 * MIB)
     obj = FakeObject(data)
     reader = obj.ranged(buffer_size)
     assert reader.read(1) == data[:1]
-    assert obj.ranges == [(0, 8 * MIB)]
-    reader.seek(8 * MIB - 1)
-    assert reader.read(1) == data[8 * MIB - 1 : 8 * MIB]
-    assert len(obj.streams) == 1
-    reader.seek(9 * MIB)
-    assert reader.read(5) == data[9 * MIB : 9 * MIB + 5]
-    assert obj.ranges[1] == (9 * MIB, 10 * MIB)
+    assert obj.ranges == [(0, MIB)]  # the initial read-ahead
+    # Sequential reads grow the read-ahead fourfold per GET, up to the 8 MiB cap.
+    assert read_in_chunks(reader, 64 * 1024) == data[1:]
+    assert obj.ranges == [
+        (0, MIB),
+        (MIB, 5 * MIB),
+        (5 * MIB, 13 * MIB),
+        (13 * MIB, 21 * MIB),
+        (21 * MIB, 29 * MIB),
+        (29 * MIB, 30 * MIB),
+    ]
 
 
 def test_zero_disables_the_buffer() -> None:
@@ -151,15 +168,12 @@ def test_read_to_the_end_is_one_range() -> None:
     assert obj.ranges == [(10, 1000)]
 
 
-def test_read_to_the_end_smaller_than_the_buffer_goes_through_it() -> None:
+def test_read_to_the_end_smaller_than_the_buffer_fetches_only_the_rest() -> None:
     obj = FakeObject(DATA)
     reader = obj.ranged(100)
     reader.seek(950)
     assert reader.read() == DATA[950:]
-    assert obj.ranges == [(950, 1000)]
-    reader.seek(960)
-    assert reader.read(10) == DATA[960:970]
-    assert len(obj.streams) == 1
+    assert obj.ranges == [(950, 1000)]  # nothing to read ahead: straight into the destination
 
 
 def test_forward_overlap_serves_the_overlap_and_requests_only_the_rest() -> None:
@@ -236,3 +250,151 @@ def test_constructor_signature() -> None:
     )
     assert reader.read(4) == DATA[:4]
     assert obj.ranges == [(0, 16)]
+
+
+# ---- the adaptive read-ahead ------------------------------------------------------------------
+
+
+def test_initial_and_minimum_read_ahead() -> None:
+    assert INITIAL_READAHEAD == MIB
+    assert MIN_READAHEAD == 64 * KIB
+
+
+@pytest.mark.parametrize("chunk", [1, 4 * KIB, 100 * KIB + 3])
+def test_small_sequential_reads_coalesce_into_few_gets(chunk: int) -> None:
+    data = random.Random(14).randbytes(20 * MIB + 11)
+    obj = FakeObject(data)
+    reader = obj.ranged()
+    out = bytearray()
+    for _ in range(2000 if chunk == 1 else len(data) // chunk + 1):
+        out += reader.read(chunk)
+    assert bytes(out) == data[: len(out)]
+    assert len(obj.ranges) <= 5  # 1 + 4 + 8 + 8 MiB cover the object
+    assert sum(end - start for start, end in obj.ranges) <= len(data)  # no byte fetched twice
+
+
+@pytest.mark.parametrize("how", ["read", "readinto"])
+def test_random_reads_fetch_only_what_they_ask_for(how: str) -> None:
+    data = random.Random(15).randbytes(64 * MIB)
+    obj = FakeObject(data)
+    reader = obj.ranged()
+    rng = random.Random(16)
+    offsets = [rng.randrange(0, len(data) - MIB) for _ in range(40)]
+    for offset in offsets:
+        reader.seek(offset)
+        if how == "read":
+            assert reader.read(MIB) == data[offset : offset + MIB]
+        else:
+            buffer = bytearray(MIB)
+            assert reader.readinto(buffer) == MIB
+            assert buffer == data[offset : offset + MIB]
+    assert obj.ranges == [(offset, offset + MIB) for offset in offsets]  # one GET each, nothing more
+
+
+def test_small_random_reads_fetch_at_most_the_minimum_read_ahead() -> None:
+    data = random.Random(17).randbytes(64 * MIB)
+    obj = FakeObject(data)
+    reader = obj.ranged()
+    rng = random.Random(18)
+    for _ in range(50):
+        offset = rng.randrange(0, len(data) - 4 * KIB)
+        reader.seek(offset)
+        assert reader.read(4 * KIB) == data[offset : offset + 4 * KIB]
+    first, *rest = obj.ranges
+    assert first[1] - first[0] == INITIAL_READAHEAD  # before the reader saw a jump
+    assert len(rest) == 49
+    assert all(end - start == MIN_READAHEAD for start, end in rest)
+
+
+def test_a_jump_shrinks_the_read_ahead_and_sequential_reads_grow_it_back() -> None:
+    data = random.Random(19).randbytes(40 * MIB)
+    obj = FakeObject(data)
+    reader = obj.ranged()
+    assert reader.read(10) == data[:10]
+    reader.seek(30 * MIB)
+    assert read_in_chunks(reader, 16 * KIB) == data[30 * MIB :]
+    start = 30 * MIB
+    expected = [(0, MIB)]
+    for size in (64 * KIB, 256 * KIB, MIB, 4 * MIB, 8 * MIB):
+        expected.append((start, min(start + size, len(data))))
+        start += size
+    assert obj.ranges[: len(expected)] == expected
+    assert all(end - start <= DEFAULT_BUFFER_SIZE for start, end in obj.ranges)
+
+
+def test_a_record_header_and_body_after_a_jump_come_in_one_get() -> None:
+    data = random.Random(20).randbytes(16 * MIB)
+    obj = FakeObject(data)
+    reader = obj.ranged()
+    reader.seek(3 * MIB)
+    reader.read(10)  # the first read: initial read-ahead
+    for offset in (9 * MIB, 2 * MIB, 12 * MIB):
+        reader.seek(offset)
+        header = reader.read(8)
+        body = reader.read(30 * KIB)
+        assert header + body == data[offset : offset + 8 + 30 * KIB]
+    assert obj.ranges[1:] == [(offset, offset + MIN_READAHEAD) for offset in (9 * MIB, 2 * MIB, 12 * MIB)]
+
+
+def test_a_short_forward_skip_counts_as_sequential() -> None:
+    data = random.Random(21).randbytes(20 * MIB)
+    obj = FakeObject(data)
+    reader = obj.ranged()
+    position = 0
+    while position + 100 * KIB <= len(data):
+        reader.seek(position)
+        assert reader.read(100 * KIB) == data[position : position + 100 * KIB]
+        position += 100 * KIB + 64  # padding between items, as in archives and checkpoints
+    assert len(obj.ranges) <= 5
+
+
+@pytest.mark.parametrize("buffer_size", [1, 1000, 64 * KIB, 3 * MIB])
+def test_the_read_ahead_never_exceeds_buffer_size(buffer_size: int) -> None:
+    data = random.Random(22).randbytes(12 * MIB)
+    obj = FakeObject(data)
+    reader = obj.ranged(buffer_size)
+    assert read_in_chunks(reader, 333) == data
+    assert all(end - start <= max(buffer_size, 333) for start, end in obj.ranges)
+    assert sum(end - start for start, end in obj.ranges) == len(data)
+
+
+WALK_DATA = random.Random(23).randbytes(3 * MIB + 17)
+WALK_STEP = st.tuples(
+    st.sampled_from([io.SEEK_SET, io.SEEK_CUR, io.SEEK_END, None]),  # None: read on from here
+    st.integers(-len(WALK_DATA) - 10, len(WALK_DATA) + 10),
+    st.one_of(st.integers(0, 300), st.integers(0, 2 * MIB), st.sampled_from([None, -1])),
+    st.booleans(),  # readinto instead of read
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    buffer_size=st.sampled_from([None, 0, 1, 1000, 64 * KIB, 200 * KIB, 2 * MIB]),
+    steps=st.lists(WALK_STEP, max_size=25),
+)
+def test_any_seek_and_read_sequence_returns_the_objects_bytes(
+    buffer_size: int | None, steps: list[tuple[int | None, int, int | None, bool]]
+) -> None:
+    obj = FakeObject(WALK_DATA)
+    reader = obj.ranged(buffer_size)
+    model = io.BytesIO(WALK_DATA)
+    largest_read = 0
+    for whence, offset, count, into in steps:
+        if whence is not None:
+            base = {io.SEEK_SET: 0, io.SEEK_CUR: model.tell(), io.SEEK_END: len(WALK_DATA)}[whence]
+            target = max(0, base + offset)
+            assert reader.seek(target - base, whence) == model.seek(min(target, len(WALK_DATA)))
+        if into:
+            size = len(WALK_DATA) if count is None or count < 0 else count
+            got, expected = bytearray(size), bytearray(size)
+            assert reader.readinto(got) == model.readinto(expected)
+            assert got == expected
+        else:
+            size = len(WALK_DATA) if count is None or count < 0 else count
+            assert reader.read(count) == model.read(count)
+        largest_read = max(largest_read, size)
+        assert reader.tell() == model.tell()
+    cap = DEFAULT_BUFFER_SIZE if buffer_size is None else buffer_size
+    for start, end in obj.ranges:
+        assert 0 <= start < end <= len(WALK_DATA)
+        assert end - start <= max(cap, largest_read)

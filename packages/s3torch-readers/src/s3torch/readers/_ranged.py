@@ -1,4 +1,5 @@
-"""``RangedS3Reader``: ranged GETs for what is asked, through an optional buffer."""
+"""``RangedS3Reader``: ranged GETs for what is asked, through a read-ahead buffer that adapts to
+the access pattern (it grows while reads follow each other and shrinks when they jump)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,16 @@ from ._base import (
 from ._stream import GetStreamCallable, ObjectInfoCallable, info_etag, reader_stream
 
 DEFAULT_BUFFER_SIZE = 8 * 1024 * 1024
+#: Read-ahead of a reader's first fetch (capped by ``buffer_size``): a fresh reader does not know
+#: yet whether it reads on or jumps, so it neither over-fetches a random read much nor costs a
+#: sequential reader more than two extra GETs on the way up to ``buffer_size``.
+INITIAL_READAHEAD = 1024 * 1024
+#: Read-ahead after a jump: what one small request costs little more than its own bytes for, so a
+#: record's header and body (two reads next to each other) still come in one GET.
+MIN_READAHEAD = 64 * 1024
+#: Each fetch that continues the previous read multiplies the read-ahead by this, up to
+#: ``buffer_size``: from a jump back to the full buffer in four GETs.
+READAHEAD_GROWTH = 4
 
 _Ranged = TypeVar("_Ranged", bound="RangedS3Reader")
 
@@ -37,15 +48,20 @@ class RangedS3Reader(S3Reader):
     """Reads byte ranges on demand, for sparse access to large objects.
 
     The size comes first (from ``get_object_info``: the listing's info, or a HEAD); seeking never
-    fetches. Reads smaller than ``buffer_size`` load ``[position, position + buffer_size)`` into the
-    buffer and are served from it; reads of at least ``buffer_size`` (or with ``buffer_size=0``) go
-    from the socket straight into the destination. A read that starts inside the buffer and runs
-    past it takes the buffered part and fetches only the rest. Memory: ``buffer_size``.
+    fetches. A read the buffer cannot serve fetches ``[position, position + read-ahead)`` into it
+    (or just what is asked, straight into the destination, when that is at least the read-ahead).
+    The read-ahead adapts: it starts at 1 MiB, grows fourfold with each fetch that continues
+    where the previous read ended (or skips ahead by less than the read-ahead), up to
+    ``buffer_size``, and drops to 64 KiB when a read jumps elsewhere. So small sequential reads
+    coalesce into few large GETs, and random reads fetch little more than they ask for. Reads of
+    at least ``buffer_size`` (or with ``buffer_size=0``) always go from the socket straight into
+    the destination. A read that starts inside the buffer and runs past it takes the buffered
+    part and fetches only the rest. Memory: at most ``buffer_size``.
 
     Pickled, it carries its buffer size, position, size and ETag, not the buffer's bytes.
 
     Args:
-        buffer_size: Bytes of the buffer; None for 8 MiB, 0 for no buffer.
+        buffer_size: Largest read-ahead (and buffer) in bytes; None for 8 MiB, 0 for no buffer.
     """
 
     _pickles_by_state = True
@@ -63,6 +79,8 @@ class RangedS3Reader(S3Reader):
         self._buffer: bytearray | None = None  # allocated on first use
         self._buffer_start = 0
         self._buffer_end = 0
+        self._readahead = min(self._buffer_size, INITIAL_READAHEAD)
+        self._last_end: int | None = None  # where the previous read ended (None before the first)
         self._position = 0
         self._size: int | None = None
         self._etag: str | None = None
@@ -95,20 +113,34 @@ class RangedS3Reader(S3Reader):
             offset = start - self._buffer_start
             view[:done] = memoryview(self._buffer)[offset : offset + done]
         rest = len(view) - done
-        if rest == 0:
+        if rest:
+            self._fill(view[done:], start + done, continues=done > 0 or self._continues(start))
+        self._last_end = start + len(view)
+
+    def _continues(self, start: int) -> bool:
+        """Whether a read at ``start`` follows the previous one (at its end or a little past it)."""
+        last_end = self._last_end
+        return last_end is None or last_end <= start <= last_end + self._readahead
+
+    def _fill(self, view: memoryview, start: int, continues: bool) -> None:
+        """Fetch ``view``'s bytes, with read-ahead into the buffer when the pattern earns it."""
+        if self._buffer_size == 0 or len(view) >= self._buffer_size:
+            self._fetch(view, start)
             return
-        rest_start = start + done
-        if rest >= self._buffer_size:
-            self._fetch(view[done:], rest_start)
+        if self._last_end is not None:  # the first read keeps the initial read-ahead
+            grown = self._readahead * READAHEAD_GROWTH if continues else MIN_READAHEAD
+            self._readahead = min(self._buffer_size, grown)
+        size = min(max(len(view), self._readahead), self._object_size() - start)
+        if size == len(view):  # nothing to read ahead: straight into the destination
+            self._fetch(view, start)
             return
-        if self._buffer is None:
-            self._buffer = bytearray(self._buffer_size)
-        size = min(self._buffer_size, self._object_size() - rest_start)
+        if self._buffer is None or len(self._buffer) < size:
+            self._buffer = bytearray(size)
         buffer = memoryview(self._buffer)[:size]
-        self._buffer_start = self._buffer_end = rest_start
-        self._fetch(buffer, rest_start)
-        self._buffer_end = rest_start + size
-        view[done:] = buffer[:rest]
+        self._buffer_start = self._buffer_end = start
+        self._fetch(buffer, start)
+        self._buffer_end = start + size
+        view[:] = buffer[: len(view)]
 
     def read(self, size: int | None = None) -> bytes:
         """Read up to ``size`` bytes; everything to the end for None or a negative size."""
