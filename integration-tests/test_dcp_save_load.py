@@ -38,7 +38,7 @@ from s3torch.dcp import (
     S3StorageReader,
     S3StorageWriter,
 )
-from s3torch.readers import S3ReaderConstructor
+from s3torch.readers import DCPOptimizedS3Reader, S3Reader, S3ReaderConstructor, SequentialS3Reader
 
 
 def writer(env: S3TestEnv, name: str, **kwargs: Any) -> S3StorageWriter:
@@ -154,6 +154,82 @@ def test_full_load_is_one_stream_per_file(faulty_s3: S3TestEnv) -> None:
     assert_equal(loaded, source)
     file_gets = [r for r in faulty_s3.proxy.requests_for(faulty_s3.bucket) if r.path.endswith(".distcp")]
     assert sorted(r.path.rsplit("/", 1)[1] for r in file_gets) == ["__0_0.distcp", "__0_1.distcp"]
+
+
+# ---- the reader constructor builds every file's reader ---------------------------------------
+
+
+class CountingReader(DCPOptimizedS3Reader):
+    """A subclass of a user's own: it keeps the item-stream capability, and counts its items."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.items_streamed = 0
+
+    def item_stream(self, start: int, end: int) -> Any:
+        self.items_streamed += 1
+        return super().item_stream(start, end)
+
+
+class OwnConstructor:
+    """A reader constructor of a user's own (no relation to s3torch's classes beyond the protocol),
+    recording each reader it builds: ``CountingReader`` with the plan's ranges for the files,
+    the sequential reader for ``.metadata``."""
+
+    def __init__(self) -> None:
+        self.inner = S3ReaderConstructor.dcp_optimized()
+        self.readers: dict[str, S3Reader] = {}
+        self._item_ranges_by_file: dict[str, Any] = {}  # what DCPS3ReaderConstructorProtocol looks for
+
+    def set_item_ranges_by_file(self, plan_items: list[Any], storage_data: dict[Any, Any], base_path: Any) -> None:
+        self.inner.set_item_ranges_by_file(plan_items, storage_data, base_path)
+        self._item_ranges_by_file = self.inner._item_ranges_by_file
+
+    def __call__(self, bucket: str, key: str, get_object_info: Any, get_stream: Any) -> S3Reader:
+        ranges = self.inner._item_ranges_by_file.get(f"s3://{bucket}/{key}")
+        reader: S3Reader
+        if ranges:
+            reader = CountingReader(bucket, key, ranges, get_object_info, get_stream)
+        else:
+            reader = SequentialS3Reader(bucket, key, get_object_info, get_stream)
+        self.readers[key] = reader
+        return reader
+
+
+@pytest.mark.parametrize("partial", [False, True], ids=["full", "partial"])
+def test_a_constructor_of_your_own_builds_the_reader_of_every_file(s3: S3TestEnv, partial: bool) -> None:
+    source = layered_state_dict(seed=12, layers=6, size=128)
+    save(s3, "own", source, thread_count=3)
+    constructor = OwnConstructor()
+    loaded = {key: torch.zeros_like(value) for key, value in source.items() if not partial or "weight" in key}
+    load(s3, "own", loaded, reader_constructor=constructor)
+    for key, value in loaded.items():
+        assert torch.equal(value, source[key]), key
+    files = {s3.key(f"own/{name}") for name in keys_under(s3, "own")}
+    assert set(constructor.readers) == files  # one reader per file, each built by the constructor
+    streamed = {key: r.items_streamed for key, r in constructor.readers.items() if isinstance(r, CountingReader)}
+    assert len(streamed) == len(files) - 1 and sum(streamed.values()) == len(loaded)
+
+
+def test_a_load_with_the_dcp_optimized_constructor_reads_through_its_reader(
+    s3: S3TestEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = training_state(seed=4)
+    save(s3, "optimized", source, thread_count=2)
+    built: list[str] = []
+    real_init = DCPOptimizedS3Reader.__init__
+
+    def recording_init(self: DCPOptimizedS3Reader, bucket: str, key: str, *args: Any, **kwargs: Any) -> None:
+        built.append(key)
+        real_init(self, bucket, key, *args, **kwargs)
+
+    monkeypatch.setattr(DCPOptimizedS3Reader, "__init__", recording_init)
+    loaded = zeroed(source)
+    loaded["epoch"], loaded["note"] = 0, ""
+    load(s3, "optimized", loaded, reader_constructor=S3ReaderConstructor.dcp_optimized())
+    assert_equal(loaded, source)
+    files = sorted(s3.key(f"optimized/{name}") for name in keys_under(s3, "optimized") if name != ".metadata")
+    assert sorted(built) == files
 
 
 # ---- object layout --------------------------------------------------------------------------

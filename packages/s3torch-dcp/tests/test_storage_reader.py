@@ -29,7 +29,7 @@ from torch.distributed.checkpoint.planner import LoadItemType, LoadPlan, ReadIte
 from s3torch.client import S3Exception
 from s3torch.dcp import CheckpointNotFoundError, S3FileSystem, S3StorageReader
 from s3torch.dcp._torch_compat import LOAD_REPORTS_METADATA_ERRORS_FROM
-from s3torch.readers import DCPOptimizedConstructor, ItemRange, S3Reader, S3ReaderConstructor
+from s3torch.readers import DCPOptimizedConstructor, ItemRange, ItemStreamReader, S3Reader, S3ReaderConstructor
 
 # ---- construction ---------------------------------------------------------------------------
 
@@ -179,6 +179,14 @@ class PositionRecorder:
 
         real.read = read  # type: ignore[method-assign]
         real.readinto = readinto  # type: ignore[method-assign]
+        if isinstance(real, ItemStreamReader):  # items are taken as streams, not read through the file API
+            original_item_stream = real.item_stream
+
+            def item_stream(start: int, end: int) -> Any:
+                positions.append(start)
+                return original_item_stream(start, end)
+
+            real.item_stream = item_stream  # type: ignore[method-assign]
         return real
 
 

@@ -433,18 +433,17 @@ def test_empty_stream_for_the_first_item() -> None:
 # ---- close ------------------------------------------------------------------------------------
 
 
-def test_close_drops_stream_leftover_and_buffer() -> None:
+def test_close_drops_the_stream_and_the_item() -> None:
     obj = FakeObject(DATA, chunk_size=64)
     reader = make(max_gap_size=float("inf"), obj=obj)
     assert read_item(reader, ITEMS[0]) == DATA[:10]
     assert reader._stream is not None
-    assert reader._leftover is not None  # the chunk went past the item
+    assert reader._item_bytes is not None
     reader.close()
     assert reader.closed
     assert obj.streams[0].closed
     assert reader._stream is None
-    assert reader._leftover is None
-    assert reader._segments == []
+    assert reader._item_bytes is None
     with pytest.raises(ValueError):
         reader.read(1)
     with pytest.raises(ValueError):

@@ -43,6 +43,8 @@ def test_public_surface() -> None:
         "DEFAULT_MAX_GAP_SIZE",
         "GetStreamCallable",
         "ItemRange",
+        "ItemStream",
+        "ItemStreamReader",
         "ObjectInfoCallable",
         "ObjectSize",
         "RangeGroup",
@@ -53,7 +55,6 @@ def test_public_surface() -> None:
         "SequentialS3Reader",
         "check_reader_constructor",
         "coalesce",
-        "prefetch_executor",
     ]
     for name in s3torch.readers.__all__:
         assert getattr(s3torch.readers, name) is not None

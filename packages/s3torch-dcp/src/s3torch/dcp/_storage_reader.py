@@ -4,25 +4,24 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import IO, Any
 
 from torch.distributed.checkpoint.filesystem import FileSystemReader
 from torch.distributed.checkpoint.metadata import Metadata
 from torch.distributed.checkpoint.planner import LoadPlan, LoadPlanner, ReadItem
 from torch.futures import Future
 
-from s3torch.client import GetObjectStream, S3ClientConfig, S3Exception, is_not_found, parse_s3_uri
+from s3torch.client import S3ClientConfig, S3Exception, is_not_found, parse_s3_uri
 from s3torch.readers import (
-    DEFAULT_MAX_GAP_SIZE,
     DCPS3ReaderConstructorProtocol,
     S3ReaderConstructor,
     S3ReaderConstructorProtocol,
     check_reader_constructor,
 )
 
-from ._direct_load import DirectLoader, StreamOpener
 from ._file_system import S3FileSystem
-from ._torch_compat import metadata_path
+from ._plan_load import PlanLoader
+from ._torch_compat import item_slice, metadata_path
 from ._uri import path_to_str
 
 logger = logging.getLogger(__name__)
@@ -42,9 +41,14 @@ class S3StorageReader(FileSystemReader):
     ranged GET), several files at a time, and each tensor's bytes are received straight into
     the destination tensor when it can take them as they are (a CPU, contiguous tensor of the
     saved dtype), without ``torch.load``'s temporary copy. ``prepare_local_plan`` orders the
-    plan by file offset and hands the ranges to the reader constructor. With ``sequential()``
-    or ``range_based()``, files are read through torch's ``FileSystemReader.read_data``, one
-    file-like reader per file (``torch.load`` of each item, then a copy).
+    plan by file offset and hands the ranges to the reader constructor.
+
+    Every file is read through a reader the reader constructor builds (a constructor of your
+    own is always called, once per file). A reader with the ``ItemStreamReader`` capability
+    (``DCPOptimizedS3Reader`` and its subclasses) hands each item over as a stream, which is
+    what lets tensors be received in place; any other reader (``sequential()``,
+    ``range_based()``) is read as torch's ``FileSystemReader.read_data`` reads a file:
+    ``torch.load`` of each item, then a copy.
 
     Args:
         region: Region of the bucket.
@@ -116,41 +120,31 @@ class S3StorageReader(FileSystemReader):
         return plan
 
     def read_data(self, plan: LoadPlan, planner: LoadPlanner) -> Future[None]:
-        """Read the plan's items into the planner's tensors (see the class docstring)."""
-        if not self._loads_directly(plan):
-            future: Future[None] = super().read_data(plan, planner)
-            return future
-        items_by_file: dict[str, list[tuple[ReadItem, Any]]] = {}
-        for read_item in plan.items:
-            info = self.storage_data[read_item.storage_index]
-            items_by_file.setdefault(info.relative_path, []).append((read_item, info))
-        max_gap_size = getattr(self._reader_constructor, "max_gap_size", DEFAULT_MAX_GAP_SIZE)
-        DirectLoader(planner, self._stream_opener, self._file_uri, max_gap_size).load(items_by_file)
+        """Read the plan's items into the planner's tensors, each file through a reader of the
+        reader constructor (see the class docstring)."""
+        PlanLoader(_CheckpointFiles(self), planner).load(plan.items)
         done: Future[None] = Future()
         done.set_result(None)
         return done
-
-    def _loads_directly(self, plan: LoadPlan) -> bool:
-        """The DCP-optimized load applies with our DCP-optimized constructor and no stream
-        transforms (torch's extensions) on the plan's items."""
-        if S3ReaderConstructor.get_reader_type_string(self._reader_constructor) != "dcp_optimized":
-            return False
-        storage_data = self.storage_data
-        return not any(getattr(storage_data[item.storage_index], "transform_descriptors", None) for item in plan.items)
-
-    def _file_uri(self, relative_path: str) -> str:
-        return str(self._s3_fs.concat_path(self.path, relative_path))
-
-    def _stream_opener(self, relative_path: str) -> StreamOpener:
-        bucket, key = parse_s3_uri(self._file_uri(relative_path), require_key=True)
-        client = self._s3_fs.client
-
-        def open_stream(start: int, end: int, etag: str | None) -> GetObjectStream:
-            return client.get_object_stream(bucket, key, start, end, etag=etag)
-
-        return open_stream
 
     @classmethod
     def validate_checkpoint_id(cls, checkpoint_id: str | os.PathLike[str]) -> bool:
         """Whether ``checkpoint_id`` is an ``s3://`` path (see ``S3FileSystem.validate_checkpoint_id``)."""
         return S3FileSystem.validate_checkpoint_id(checkpoint_id)
+
+
+class _CheckpointFiles:
+    """The files of a checkpoint as ``PlanLoader`` sees them, through ``storage``."""
+
+    def __init__(self, storage: S3StorageReader) -> None:
+        self._storage = storage
+        self.storage_data: dict[Any, Any] = storage.storage_data
+
+    def file_uri(self, relative_path: str) -> str:
+        return str(self._storage.fs.concat_path(self._storage.path, relative_path))
+
+    def open_file(self, uri: str) -> Any:
+        return self._storage.fs.create_stream(uri, "rb")
+
+    def item_slice(self, file: IO[bytes], read_item: ReadItem, info: Any) -> IO[bytes]:
+        return item_slice(self._storage, file, read_item, info)

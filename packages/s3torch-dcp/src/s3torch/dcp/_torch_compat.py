@@ -13,12 +13,13 @@ import inspect
 import logging
 import os
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import IO, Any
 
 import torch
 import torch.storage
 from torch.distributed._shard._utils import narrow_tensor_by_index
 from torch.distributed.checkpoint import filesystem as _filesystem
+from torch.distributed.checkpoint.planner import ReadItem
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ __all__ = [
     "StoragePrefix",
     "dtype_to_storage_type_map",
     "file_writer_arguments",
+    "item_slice",
     "metadata_path",
     "narrow_tensor_by_index",
     "write_files_from_queue",
@@ -112,6 +114,17 @@ def dtype_to_storage_type_map() -> dict[torch.dtype, str]:
     and are absent here."""
     names: dict[torch.dtype, str] = torch.storage._dtype_to_storage_type_map()
     return names
+
+
+def item_slice(reader: _filesystem.FileSystemReader, file: IO[bytes], read_item: ReadItem, info: Any) -> IO[bytes]:
+    """The bytes of one item as ``FileSystemReader.read_data`` reads them: its view of the file
+    (``FileSystemReader._slice_file``), through the stream transforms its ``_StorageInfo``
+    names (``FileSystemReader.transforms``, torch's experimental extensions)."""
+    view = reader._slice_file(file, info)
+    transformed: IO[bytes] = reader.transforms.transform_load_stream(
+        read_item, getattr(info, "transform_descriptors", None) or (), view
+    )
+    return transformed
 
 
 def metadata_path(reader: _filesystem.FileSystemReader, rank: int | None) -> os.PathLike[str]:

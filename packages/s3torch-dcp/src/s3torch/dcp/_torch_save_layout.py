@@ -14,6 +14,11 @@ of one plain tensor produces. It answers where the storage bytes start in the ar
 tensor's dtype, size, stride and offset; anything else (another layout, another pickle, a
 big-endian archive on this machine) answers ``None``, and the caller loads the item with
 ``torch.load`` as torch does.
+
+This is torch's file format, so it stays in s3torch-dcp beside the rest of the torch glue
+(``_plan_load``), while the bytes come through s3torch-readers' range engine: there the readers
+stay free of torch (their tests run without it), and the parser keeps torch's own dtypes and
+storage names instead of a copy of them.
 """
 
 from __future__ import annotations

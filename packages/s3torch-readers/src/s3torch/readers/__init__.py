@@ -2,8 +2,8 @@
 
 from ._base import S3Reader
 from ._constructor import DCPOptimizedConstructor, S3ReaderConstructor, check_reader_constructor
-from ._dcp_optimized import DCPOptimizedS3Reader, prefetch_executor
-from ._protocol import DCPS3ReaderConstructorProtocol, S3ReaderConstructorProtocol
+from ._dcp_optimized import DCPOptimizedS3Reader
+from ._protocol import DCPS3ReaderConstructorProtocol, ItemStream, ItemStreamReader, S3ReaderConstructorProtocol
 from ._ranged import DEFAULT_BUFFER_SIZE, RangedS3Reader
 from ._ranges import DEFAULT_MAX_GAP_SIZE, ItemRange, RangeGroup, coalesce
 from ._sequential import SequentialS3Reader
@@ -19,6 +19,8 @@ __all__ = [
     "ObjectInfoCallable",
     "ObjectSize",
     "ItemRange",
+    "ItemStream",
+    "ItemStreamReader",
     "RangeGroup",
     "RangedS3Reader",
     "S3Reader",
@@ -27,5 +29,4 @@ __all__ = [
     "SequentialS3Reader",
     "check_reader_constructor",
     "coalesce",
-    "prefetch_executor",
 ]

@@ -38,14 +38,17 @@ class DCPOptimizedConstructor:
         base_path: str | os.PathLike[str],
     ) -> None:
         """Map every file of the plan (``os.path.join(base_path, relative_path)``) to the ranges of
-        its items, replacing what an earlier call set."""
+        its items, replacing what an earlier call set. Several items of the plan reading one saved
+        item (resharding) give its range once: the reader hands it over once, whole."""
         ranges: dict[str, list[ItemRange]] = defaultdict(list)
         if plan_items and not storage_data:
             raise ValueError("storage_data must not be empty; required to map ReadItems to file ranges.")
         for item in plan_items:
             info = storage_data[item.storage_index]
             uri = os.path.join(os.fspath(base_path), info.relative_path)
-            ranges[uri].append(ItemRange(info.offset, info.offset + info.length))
+            item_range = ItemRange(info.offset, info.offset + info.length)
+            if not ranges[uri] or ranges[uri][-1] != item_range:
+                ranges[uri].append(item_range)
         if not plan_items:
             logger.debug("Empty load plan for this rank: no DCP item ranges")
         self._item_ranges_by_file = ranges

@@ -1,33 +1,41 @@
-"""``DCPOptimizedS3Reader``: the byte ranges a distributed-checkpoint load plan needs, and no more.
+"""``DCPOptimizedS3Reader``: s3torch's one engine for the byte ranges of a checkpoint load plan.
 
 The items of one file (sorted by offset by ``S3StorageReader.prepare_local_plan``) are coalesced
-into range groups: neighbours whose gap is at most ``max_gap_size`` share one ranged GET stream.
-Items are then served one at a time, each as the memoryview segments of the stream's chunks that
-hold it (no copy into a growing buffer); access is free inside the current item and forward-only
-across items.
+into range groups: neighbours whose gap is at most ``max_gap_size`` share one ranged GET stream,
+read front to back with ``readinto`` (the bytes go from the socket into the memory they are read
+into, once). Every stream of a reader is pinned to the version (ETag) the first answer showed.
 
-Groups are fetched one after another as reads reach them, unless the caller declares with
-``prefetch()`` that it will read the items in order (as a DCP load does): then the next
-``PREFETCH_GROUPS`` groups are fetched concurrently, in the background, while the current one is
-consumed, each at most ``PREFETCH_BYTES_PER_GROUP`` ahead of use.
+Two ways to read the items, both forward-only across items:
+
+* the file-like API of the upstream (``seek``/``read``/``readinto``): each item is received
+  whole into one buffer, and access inside the current item is free (``torch.load`` seeks
+  around inside an item);
+* ``item_stream(start, end)`` (the ``ItemStreamReader`` capability that s3torch-dcp uses): the
+  item's bytes go straight into the caller's buffers, front to back, with nothing kept, so a
+  tensor's bytes can land in the destination tensor's memory.
+
+After ``prefetch()`` (a DCP load calls it: it reads every item in order) the requests of the
+next ``PREFETCH_GROUPS`` groups are sent on the process's range-prefetch threads while the
+current one is read, pinned to the version, so their first-byte latency is hidden; each holds a
+connection whose answer waits in the socket until the reader reaches it.
+
+What a ``torch.save`` archive looks like is none of this module's business: s3torch-dcp parses
+the start of each tensor item and decides where its bytes go, through ``item_stream``. Keeping
+that torch-specific knowledge there keeps s3torch-readers free of torch while the whole range
+engine (grouping, fetching ahead, pinning, short-stream errors) lives here, once.
 """
 
 from __future__ import annotations
 
 import io
-from bisect import bisect_right
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from s3torch.client import ExecutorRole, S3Exception, shared_executor
 
-from ._base import (
-    S3Reader,
-    check_position,
-    writable_view,
-)
+from ._base import S3Reader, check_position, writable_view
+from ._planned_item import PlannedItem
 from ._ranges import (
     DEFAULT_MAX_GAP_SIZE,
     ItemRange,
@@ -40,11 +48,10 @@ from ._stream import GetStreamCallable, ObjectInfoCallable, ReaderStream, reader
 
 _DCPReader = TypeVar("_DCPReader", bound="DCPOptimizedS3Reader")
 
-#: After ``prefetch()``: range groups fetched ahead of the one being read, each at most this
-#: many bytes ahead of use, so one reader holds at most about
-#: ``PREFETCH_GROUPS * PREFETCH_BYTES_PER_GROUP`` bytes it was not asked for yet.
+#: After ``prefetch()``: range groups whose requests are sent ahead of the one being read.
 PREFETCH_GROUPS = 4
-PREFETCH_BYTES_PER_GROUP = 16 * 1024 * 1024
+#: Size of the buffer the gaps between items are read into and dropped.
+_SKIP_CHUNK = 1024 * 1024
 
 FALLBACK_GUIDANCE = (
     "The DCP-optimized reader serves only the byte ranges of a torch.distributed.checkpoint load plan, in"
@@ -53,42 +60,29 @@ FALLBACK_GUIDANCE = (
 )
 
 
-def prefetch_executor() -> ThreadPoolExecutor:
-    """The process's range-group prefetch threads, which send and fill the requests of range
-    groups ahead of their use (this reader's after ``prefetch()``, and s3torch-dcp's load);
-    sized, and made anew after fork, by s3torch.client."""
-    return shared_executor(ExecutorRole.RANGE_PREFETCH)
-
-
-def _fill(stream: ReaderStream, limit: int) -> list[memoryview]:
-    """Take chunks of ``stream`` until ``limit`` bytes or its end (runs on the prefetch pool)."""
-    chunks: list[memoryview] = []
-    taken = 0
-    for chunk in stream:
-        chunks.append(chunk)
-        taken += len(chunk)
-        if taken >= limit:
-            break
-    return chunks
+def _started(stream: ReaderStream) -> ReaderStream:
+    """``stream`` once its first request is answered (on the range-prefetch threads)."""
+    stream.start()
+    return stream
 
 
 @dataclass
 class _GroupFetch:
-    """A range group being fetched ahead: its stream is the fetch's until ``future`` is done."""
+    """A range group whose request is sent ahead: its stream is the fetch's until ``future`` is done."""
 
     stream: ReaderStream
-    future: Future[list[memoryview]]
+    future: Future[ReaderStream]
 
     def discard(self) -> None:
         if self.future.cancel():
             self.stream.close()
-        else:  # running: close the stream once the fetch lets go of it
+        else:  # running or done: close the stream once the fetch lets go of it
             self.future.add_done_callback(lambda _: self.stream.close())
 
 
 class DCPOptimizedS3Reader(S3Reader):
-    """The reader ``torch.distributed.checkpoint`` loads through when the constructor is
-    ``S3ReaderConstructor.dcp_optimized()``: it fetches only the plan's ranges, coalesced.
+    """The reader of a ``torch.distributed.checkpoint`` load with ``S3ReaderConstructor.dcp_optimized()``:
+    it fetches only the plan's ranges, coalesced (see the module docstring).
 
     Reads must stay inside the current item or move forward to a later one; anything else
     raises ``ValueError`` with guidance to fall back to the sequential reader.
@@ -111,9 +105,10 @@ class DCPOptimizedS3Reader(S3Reader):
     ) -> None:
         # Set before anything can raise: io.IOBase's finalizer calls close() on a half-built reader.
         self._stream: ReaderStream | None = None
-        self._leftover: memoryview | None = None  # yielded by the stream, not yet used
-        self._ahead: dict[int, _GroupFetch] = {}  # group index -> its fetch ahead (after prefetch())
-        self._pending: deque[memoryview] = deque()  # fetched ahead for the current group, unused
+        self._ahead: dict[int, _GroupFetch] = {}  # group index -> its request sent ahead (after prefetch())
+        self._item_bytes: bytearray | None = None  # the current item, for the file-like API
+        self._planned: PlannedItem | None = None  # the current item, for item_stream
+        self._scratch: bytearray | None = None
         super().__init__(bucket, key, get_object_info, get_stream)
         if not key:
             raise ValueError("Key should be specified")
@@ -122,13 +117,11 @@ class DCPOptimizedS3Reader(S3Reader):
         self._groups = coalesce(self._items, self._max_gap_size)
         self._group_of_item = [index for index, group in enumerate(self._groups) for _ in group.item_ranges]
         self._item_index = -1
-        self._segment_starts: list[int] = []
-        self._segments: list[memoryview] = []
         self._group_index = -1
-        self._stream_position = 0  # offset in the object of the next byte the stream yields
+        self._stream_position = 0  # offset in the object of the next byte the stream gives
         self._position = 0
         self._etag: str | None = None  # the version every group's stream is pinned to
-        self._read_ahead = 0  # groups fetched ahead; set by prefetch()
+        self._read_ahead = False  # set by prefetch()
         self._responded = False  # a stream of this reader has answered (its version is known)
 
     @property
@@ -136,54 +129,60 @@ class DCPOptimizedS3Reader(S3Reader):
         """The range groups, one GET stream each."""
         return self._groups
 
-    # ---- loading items ------------------------------------------------------------------
-    def _next_bytes(self, item: ItemRange, reaching: bool) -> memoryview:
-        if self._leftover is not None:
-            chunk, self._leftover = self._leftover, None
-            return chunk
-        if self._pending:
-            return self._pending.popleft()
-        assert self._stream is not None  # type narrowing: _load opened the item's group
-        try:
-            chunk = next(self._stream)
-        except StopIteration:
-            where = "before reaching" if reaching else "while reading"
-            # The upstream's text first (a ValueError there), then the object, as in service errors.
-            raise S3Exception(
-                f"S3 stream exhausted at position {self._stream_position} {where} item {item.start}-{item.end}"
-                f" (GetObject s3://{self._bucket}/{self._key}: the object is shorter than the load plan says)",
-                bucket=self._bucket,
-                key=self._key,
-            ) from None
-        self._etag = self._etag or self._stream.etag
-        if not self._responded:
-            self._responded = True
-            self._schedule_ahead()  # now the groups ahead can be pinned to the version just seen
-        return chunk
+    # ---- the engine: groups, streams, bytes ---------------------------------------------
+    def _exhausted(self, item: ItemRange, reaching: bool) -> S3Exception:
+        where = "before reaching" if reaching else "while reading"
+        # The upstream's text first (a ValueError there), then the object, as in service errors.
+        return S3Exception(
+            f"S3 stream exhausted at position {self._stream_position} {where} item {item.start}-{item.end}"
+            f" (GetObject s3://{self._bucket}/{self._key}: the object is shorter than the load plan says)",
+            bucket=self._bucket,
+            key=self._key,
+        )
 
-    def _load(self, index: int) -> None:
+    def _receive(self, view: memoryview, item: ItemRange, reaching: bool) -> None:
+        """Fill ``view`` with the current stream's next bytes (from the socket, once)."""
+        assert self._stream is not None  # type narrowing: _enter opened the item's group
+        filled = 0
+        while filled < len(view):
+            count = self._stream.readinto(view[filled:])
+            if not self._responded:
+                self._note_response()
+            if count == 0:
+                self._stream_position += filled
+                raise self._exhausted(item, reaching)
+            filled += count
+        self._stream_position += filled
+
+    def _skip_to(self, position: int, item: ItemRange, reaching: bool) -> None:
+        while self._stream_position < position:
+            remaining = position - self._stream_position
+            if self._scratch is None or len(self._scratch) < min(_SKIP_CHUNK, remaining):
+                self._scratch = bytearray(min(_SKIP_CHUNK, remaining))
+            count = min(remaining, len(self._scratch))
+            self._receive(memoryview(self._scratch)[:count], item, reaching)
+
+    def _note_response(self) -> None:
+        """The first answer of this reader: its version pins every later stream."""
+        assert self._stream is not None
+        self._etag = self._etag or self._stream.etag
+        self._responded = True
+        self._schedule_ahead()
+
+    def _enter(self, index: int) -> ItemRange:
+        """Make item ``index`` current, its stream positioned at its first byte."""
         item = self._items[index]
         group_index = self._group_of_item[index]
         if group_index != self._group_index:
             self._drop_stream()
             self._open_group(group_index)
-        self._segment_starts = []
-        self._segments = []
-        while self._stream_position < item.start:  # skip the gap before the item
-            chunk = self._next_bytes(item, reaching=True)
-            skip = min(len(chunk), item.start - self._stream_position)
-            self._stream_position += skip
-            if skip < len(chunk):
-                self._leftover = chunk[skip:]
-        while self._stream_position < item.end:
-            chunk = self._next_bytes(item, reaching=False)
-            take = min(len(chunk), item.end - self._stream_position)
-            self._segment_starts.append(self._stream_position)
-            self._segments.append(chunk[:take])
-            self._stream_position += take
-            if take < len(chunk):
-                self._leftover = chunk[take:]
+        elif self._stream_position > item.start:  # its bytes went by already
+            raise self._not_in_order(item.start, item.end)
+        self._item_bytes = None
+        self._planned = None
         self._item_index = index
+        self._skip_to(item.start, item, reaching=True)
+        return item
 
     def _open_group(self, index: int) -> None:
         group = self._groups[index]
@@ -194,86 +193,104 @@ class DCPOptimizedS3Reader(S3Reader):
             self._stream = reader_stream(self._get_stream(group.start, group.end), self._etag)
         else:
             try:
-                chunks = fetch.future.result()
+                fetch.future.result()
             except BaseException:
                 fetch.stream.close()
                 raise
             self._stream = fetch.stream
-            self._pending.extend(chunks)
         self._group_index = index
         self._stream_position = group.start
-        self._schedule_ahead()
+        if self._read_ahead and not self._responded:
+            self._stream.start()  # learn the version now, to send the groups ahead pinned to it
+            self._note_response()
+        else:
+            self._schedule_ahead()
 
     def _schedule_ahead(self) -> None:
-        """After ``prefetch()``: start fetching the groups after the current one, up to
+        """After ``prefetch()``: send the requests of the groups after the current one, up to
         ``PREFETCH_GROUPS`` of them, once the object's version is known (to pin them to it)."""
         if not self._read_ahead or not self._responded or self._group_index < 0:
             return
-        last = min(len(self._groups), self._group_index + 1 + self._read_ahead)
-        pool: ThreadPoolExecutor | None = None
+        last = min(len(self._groups), self._group_index + 1 + PREFETCH_GROUPS)
         for index in range(self._group_index + 1, last):
-            if index in self._ahead:
-                continue
-            pool = pool or prefetch_executor()
-            group = self._groups[index]
-            stream = reader_stream(self._get_stream(group.start, group.end), self._etag)
-            self._ahead[index] = _GroupFetch(stream, pool.submit(_fill, stream, PREFETCH_BYTES_PER_GROUP))
+            if index not in self._ahead:
+                group = self._groups[index]
+                stream = reader_stream(self._get_stream(group.start, group.end), self._etag)
+                future = shared_executor(ExecutorRole.RANGE_PREFETCH).submit(_started, stream)
+                self._ahead[index] = _GroupFetch(stream, future)
 
     def _drop_stream(self) -> None:
         if self._stream is not None:
             self._stream.close()
         self._stream = None
-        self._leftover = None
-        self._pending.clear()
+        self._item_bytes = None
+        self._planned = None
 
     def prefetch(self) -> None:
         """Declare that the items will be read in order, each of them (as a
-        ``torch.distributed.checkpoint`` load reads a file): from then on, the
-        ``PREFETCH_GROUPS`` range groups after the current one are fetched concurrently in the
-        background, up to ``PREFETCH_BYTES_PER_GROUP`` each. Without it, a group is fetched when
-        a read reaches it, and a group that reads skip is never fetched."""
+        ``torch.distributed.checkpoint`` load reads a file): from then on, the requests of the
+        ``PREFETCH_GROUPS`` range groups after the current one are sent ahead, concurrently.
+        Without it, a group is requested when a read reaches it, and a group that reads skip
+        is never requested."""
         self._check_open()
-        self._read_ahead = PREFETCH_GROUPS
+        self._read_ahead = True
         self._schedule_ahead()
 
-    def _item_for(self, start: int, end: int) -> None:
-        """Make the item holding ``[start, end)`` current, moving forward only."""
-        # An unpickled reader knows its current item but has not loaded it (no segments).
-        if self._item_index >= 0 and self._segments:
-            current = self._items[self._item_index]
-            if current.start <= start and end <= current.end:
-                return
+    # ---- item_stream: the capability of receiving an item straight into its destination ----
+    def item_stream(self, start: int, end: int) -> PlannedItem:
+        """The planned item ``[start, end)`` as a forward-only stream whose ``readinto`` puts the
+        bytes straight into the caller's buffer (s3torch-dcp receives tensors in place through
+        it). The item must be one of the reader's ranges, at or after the current one; the
+        stream of the item before it becomes invalid.
+
+        Raises:
+            ValueError: ``[start, end)`` is not a planned item after the current one.
+        """
+        self._check_open()
+        if start == end:
+            raise ValueError(f"Range {start}-{end} is empty: there are no bytes to stream")
         for index in range(max(self._item_index, 0), len(self._items)):
             item = self._items[index]
-            if item.start <= start and end <= item.end:
-                if index != self._item_index or not self._segments:
-                    self._load(index)
-                return
+            if (item.start, item.end) == (start, end):
+                self._enter(index)
+                self._planned = PlannedItem(self, item)
+                self._position = start
+                return self._planned
             if item.start > start:
                 break
+        raise self._not_in_order(start, end)
+
+    # ---- the file-like API ----------------------------------------------------------------
+    def _not_in_order(self, start: int, end: int) -> ValueError:
         if self._item_index >= 0:
-            current_text = f"{self._items[self._item_index].start}-{self._items[self._item_index].end}"
+            current = self._items[self._item_index]
+            current_text = f"{current.start}-{current.end}"
         else:
             current_text = "none (no item read yet)"
-        raise ValueError(
+        return ValueError(
             "DCPOptimizedS3Reader only supports sequentially accessing provided ranges: "
             f"Range {start}-{end} not contained in current item {current_text}. {FALLBACK_GUIDANCE}"
         )
 
-    def _copy_out(self, view: memoryview, start: int) -> None:
-        index = bisect_right(self._segment_starts, start) - 1
-        filled = 0
-        position = start
-        while filled < len(view):
-            segment = self._segments[index]
-            offset = position - self._segment_starts[index]
-            count = min(len(view) - filled, len(segment) - offset)
-            view[filled : filled + count] = segment[offset : offset + count]
-            filled += count
-            position += count
-            index += 1
+    def _item_for(self, start: int, end: int) -> bytearray:
+        """The bytes of the item holding ``[start, end)``, made current (forward only)."""
+        # An unpickled reader knows its current item but has not loaded it (no bytes).
+        if self._item_index >= 0 and self._item_bytes is not None:
+            current = self._items[self._item_index]
+            if current.start <= start and end <= current.end:
+                return self._item_bytes
+        for index in range(max(self._item_index, 0), len(self._items)):
+            item = self._items[index]
+            if item.start <= start and end <= item.end:
+                self._enter(index)
+                data = bytearray(item.end - item.start)
+                self._receive(memoryview(data), item, reaching=False)
+                self._item_bytes = data
+                return data
+            if item.start > start:
+                break
+        raise self._not_in_order(start, end)
 
-    # ---- reading ------------------------------------------------------------------------
     def _check_read_size(self, size: Any) -> int:
         if size is None:
             raise ValueError(f"Size cannot be None; full read not supported. {FALLBACK_GUIDANCE}")
@@ -297,8 +314,9 @@ class DCPOptimizedS3Reader(S3Reader):
         """Fill ``view`` from the position and move past it (``read`` and ``readinto`` both)."""
         self._check_open()
         if len(view):
-            self._item_for(self._position, self._position + len(view))
-            self._copy_out(view, self._position)
+            data = self._item_for(self._position, self._position + len(view))
+            offset = self._position - self._items[self._item_index].start
+            view[:] = memoryview(data)[offset : offset + len(view)]
             self._position += len(view)
         return len(view)
 
@@ -343,7 +361,7 @@ class DCPOptimizedS3Reader(S3Reader):
             reader, bucket, key, state["item_ranges"], get_object_info, get_stream, state["max_gap_size"]
         )
         reader._position, reader._item_index = state["position"], state["item_index"]
-        reader._etag, reader._read_ahead = state["etag"], state["read_ahead"]
+        reader._etag, reader._read_ahead = state["etag"], bool(state["read_ahead"])
         return reader
 
     def close(self) -> None:
@@ -351,6 +369,5 @@ class DCPOptimizedS3Reader(S3Reader):
         for fetch in self._ahead.values():
             fetch.discard()
         self._ahead.clear()
-        self._segments = []
-        self._segment_starts = []
+        self._scratch = None
         super().close()
