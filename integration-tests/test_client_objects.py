@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from support import PART, S3TestEnv, is_multipart_etag, md5_etag, payload
+from support import PART, Rule, S3TestEnv, is_multipart_etag, md5_etag, payload
 
 from s3torch.client import GetObjectStream, ListObjectResult, ObjectInfo, S3Exception
 
@@ -102,6 +102,36 @@ def test_get_object_stream_close_stops_reading(s3: S3TestEnv) -> None:
 
 
 # ---- uploads ------------------------------------------------------------------------------
+
+
+def test_get_object_stream_widens_its_window_on_slow_connections(faulty_s3: S3TestEnv) -> None:
+    """Every GET answered after 200 ms (S3's first-byte latency, exaggerated): each connection
+    delivers a part at well under the 100 MB/s ``concurrency`` assumes, so the stream widens its
+    window from ``concurrency`` (2 at 0.8 Gb/s) to the part pool's threads (4), and still
+    returns exactly the object's bytes."""
+    key = faulty_s3.key("slow.bin")
+    data = payload(5 * PART + 3, seed=31)
+    faulty_s3.put(key, data)
+    assert faulty_s3.proxy is not None
+    faulty_s3.proxy.add(
+        Rule(
+            lambda r: r.method == "GET" and r.is_object(faulty_s3.bucket, key),
+            before=lambda _: time.sleep(0.2),  # emulated latency, not a wait for an event
+            times=None,
+        )
+    )
+    client = faulty_s3.new_client(part_size=PART, throughput_target_gbps=0.8)
+    stream = client.get_object_stream(faulty_s3.bucket, key)
+    windows, in_flight = [], []
+    out = bytearray()
+    for chunk in stream:
+        out += chunk
+        windows.append(stream._window)
+        in_flight.append(len(stream._parts))
+    assert out == data
+    assert windows[0] == 2
+    assert windows[-1] == 4  # 100 MB/s wanted, < 25 MB/s per connection: 5 wanted, the pool has 4
+    assert max(in_flight) == 4, in_flight  # more than concurrency at once, never more than the pool
 
 
 @pytest.mark.parametrize(

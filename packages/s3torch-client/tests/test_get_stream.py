@@ -167,13 +167,39 @@ def test_parts_in_flight_are_bounded_by_the_window(s3: MockS3, monkeypatch: Any,
     data = payload(int(4.5 * PART), seed=8)
     s3.put("wide.bin", data)
     stream = s3.new_client(throughput_target_gbps=gbps).get_object_stream(s3.bucket, "wide.bin")
-    assert stream._window == window
+    assert stream._window == window  # the start; it may widen up to the part pool's threads
+    assert stream._max_window == 2 * window
     chunks, in_flight = [], []
     for chunk in stream:
         chunks.append(chunk)
         in_flight.append(len(stream._parts))
+        assert window <= stream._window <= stream._max_window
     assert b"".join(chunks) == data
-    assert max(in_flight) == min(window, 4)  # 4 parts follow the first
+    assert min(window, 4) <= max(in_flight) <= min(stream._max_window, 4)  # 4 parts follow the first
+
+
+@pytest.mark.parametrize(
+    ("part_rate", "expected"),
+    [
+        (500e6, 13),  # 13 connections at 500 MB/s already exceed 10 Gb/s: no change
+        (100e6, 13),  # what concurrency assumes
+        (67e6, 19),  # S3-like: 80 MB/s per connection and 20 ms to the first byte per 8 MiB part
+        (1e6, 26),  # far too slow: the part pool's threads are the limit
+    ],
+)
+def test_window_widens_to_what_the_rate_per_connection_needs(
+    s3: MockS3, big: tuple[str, bytes, str], part_rate: float, expected: int
+) -> None:
+    key, _, _ = big
+    stream = s3.client.get_object_stream(s3.bucket, key)
+    assert (stream._window, stream._max_window) == (13, 26)
+    stream._part_bytes, stream._part_seconds = int(part_rate), 1.0
+    stream._widen()
+    assert stream._window == expected
+    stream._part_bytes = int(1000e6)  # a faster estimate later never narrows the window
+    stream._widen()
+    assert stream._window == expected
+    stream.close()
 
 
 def test_object_replaced_mid_stream_raises(

@@ -40,7 +40,9 @@ class S3ClientConfig:
 
     Args:
         throughput_target_gbps: Throughput the client aims for, in gigabits per second. It sets
-            how many part requests one stream or upload keeps in flight (see ``concurrency``).
+            how many part requests one stream or upload keeps in flight (see ``concurrency``);
+            a GET stream whose connections measure slower than assumed widens its window
+            towards this rate, up to ``2 x concurrency`` parts.
         part_size: Size in bytes of the parts of multipart uploads and of the ranged GETs a
             stream fetches in parallel. Between 5 MiB and 5 GiB.
         unsigned: Send requests without signing them (public buckets).

@@ -8,6 +8,11 @@ The first request asks for one part. What it shows decides the rest:
 * a slow connection (first-byte latency of milliseconds, or a per-connection cap, as on real
   S3): the remainder is fetched as ``part_size`` ranged GETs, a bounded window of them in
   flight on the transport's thread pool, each read with ``readinto`` into its own buffer.
+  The window starts at ``concurrency`` (which assumes ~100 MB/s per connection). When the
+  consumer has to wait for a part, the parts' measured rate per connection says how many must
+  be in flight to reach ``throughput_target_gbps``, and the window widens to that, up to the
+  part pool's threads (``2 x concurrency``): latency and a per-connection cap are paid for with
+  connections, within the configured budget. Memory: at most window x ``part_size``.
 
 Every request after the first carries ``If-Match`` with the first response's ETag, so an object
 replaced mid-read raises ``ObjectChangedError`` instead of mixing versions. A connection lost
@@ -17,6 +22,7 @@ mid-body is resumed from the last byte received, up to ``max_attempts`` times wi
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import deque
 from concurrent.futures import Future
@@ -26,6 +32,7 @@ from ._body import BODY_ERRORS, RawResponse, ResponseBody, discard
 from ._control_hooks import calling_as
 from ._exceptions import S3Exception, client_error
 from ._range_check import check_range_response
+from ._resources import ExecutorRole, workers
 from ._retry import retry_delay
 from ._transport import Transport
 
@@ -156,7 +163,11 @@ class GetObjectStream:
         self._transport = transport
         self._user_agent = user_agent  # every request of this stream carries it
         self._part_size = transport.config.part_size
-        self._window = transport.concurrency
+        self._window = transport.concurrency  # parts in flight; widens up to _max_window
+        self._max_window = workers(ExecutorRole.PARTS, transport.concurrency)
+        self._target_bytes_per_second = transport.config.throughput_target_gbps * 1e9 / 8
+        self._part_bytes = 0  # bytes and seconds of the parts received: their rate per connection
+        self._part_seconds = 0.0
         self._max_attempts = transport.config.max_attempts
         self._retry_deadline = transport.config.retry_deadline
         self._position = start or 0
@@ -169,7 +180,7 @@ class GetObjectStream:
         self._first_request_at = 0.0
         self._first_part_bytes = 0
         self._parallel = False
-        self._parts: deque[Future[memoryview]] = deque()
+        self._parts: deque[Future[tuple[memoryview, float]]] = deque()
         self._leftover: memoryview | None = None
         # Part buffers ``readinto`` has copied out, for the next parts: fresh memory costs more
         # CPU here than the copy (page faults), so a stream read with readinto reuses its own.
@@ -221,8 +232,27 @@ class GetObjectStream:
 
     def _go_parallel(self) -> None:
         self._parallel = True
+        self._fill_window()
+
+    def _fill_window(self) -> None:
         while len(self._parts) < self._window and self._requested < (self._limit or 0):
             self._schedule_part()
+
+    def _widen(self) -> None:
+        """The consumer waited for a part: widen the window to what the parts' rate per
+        connection needs to reach the throughput target, up to the part pool's threads."""
+        rate = self._part_bytes / max(self._part_seconds, 1e-9)
+        wanted = min(self._max_window, math.ceil(self._target_bytes_per_second / max(rate, 1.0)))
+        if wanted > self._window:
+            logger.debug(
+                "GetObject s3://%s/%s: %.0f MB/s per connection, window %d -> %d parts",
+                self.bucket,
+                self.key,
+                rate / 1e6,
+                self._window,
+                wanted,
+            )
+            self._window = wanted
 
     def _schedule_part(self) -> None:
         assert self._limit is not None
@@ -231,7 +261,9 @@ class GetObjectStream:
         self._requested = end
         self._parts.append(self._transport.executor.submit(self._fetch_part, start, end))
 
-    def _fetch_part(self, start: int, end: int) -> memoryview:
+    def _fetch_part(self, start: int, end: int) -> tuple[memoryview, float]:
+        """The part's bytes, and the seconds from its request to its last byte."""
+        started = time.perf_counter()
         try:
             spare = self._spare.pop()  # list.pop is atomic: parts are fetched on pool threads
         except IndexError:
@@ -243,17 +275,21 @@ class GetObjectStream:
         except BaseException:
             body.abandon()
             raise
-        return buffer
+        return buffer, time.perf_counter() - started
 
     def _next_source(self) -> bool:
         """Make the next bytes available; False at the end of the stream."""
         assert self._limit is not None
         if self._parts:
             part = self._parts.popleft()
-            self._leftover = part.result()
+            waited = not part.done()
+            self._leftover, seconds = part.result()
             self._leftover_spare = True
-            if self._requested < self._limit:
-                self._schedule_part()
+            self._part_bytes += len(self._leftover)
+            self._part_seconds += seconds
+            if waited:
+                self._widen()
+            self._fill_window()
             return True
         if self._requested >= self._limit:
             return False
