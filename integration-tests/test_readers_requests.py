@@ -152,6 +152,32 @@ def test_ranged_reader_random_reads_request_only_their_bytes(faulty_s3: S3TestEn
     assert client.metrics().bytes_received - before.bytes_received == len(offsets) * MIB
 
 
+def test_torch_load_through_the_ranged_reader_fetches_the_archive_about_once(faulty_s3: S3TestEnv) -> None:
+    """torch.load's pattern: the archive's start, small reads back and forth around its end (the
+    central directory), then the records front to back. The read-ahead follows it: few GETs, and
+    about the archive's bytes (a fixed 8 MiB read-ahead fetches twice the archive here)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(3)
+    state = {f"small.{i}": torch.rand(1000, generator=generator) for i in range(300)}
+    state |= {f"mid.{i}": torch.rand(100_000, generator=generator) for i in range(20)}
+    state |= {f"large.{i}": torch.rand(1_000_000, generator=generator) for i in range(2)}
+    archive = io.BytesIO()
+    torch.save(state, archive)
+    key = faulty_s3.key("state.pt")
+    faulty_s3.put(key, archive.getvalue())
+    size = len(archive.getvalue())
+
+    client = faulty_s3.new_client(part_size=64 * MIB)
+    reader = client.get_object(faulty_s3.bucket, key, reader_constructor=S3ReaderConstructor.range_based())
+    loaded = torch.load(reader, weights_only=True)
+    assert loaded.keys() == state.keys()
+    assert all(torch.equal(loaded[name], tensor) for name, tensor in state.items())
+    ranges = requested_ranges(faulty_s3, key)
+    assert len(ranges) <= 16
+    assert sum(end - start for start, end in ranges) <= size + 2 * MIB
+
+
 # ---- GETs of the DCP-optimized reader ------------------------------------------------------------
 
 # Gaps: 900 B, ~5 MiB, ~5 MiB, ~5 MiB.

@@ -168,12 +168,28 @@ def test_read_to_the_end_is_one_range() -> None:
     assert obj.ranges == [(10, 1000)]
 
 
-def test_read_to_the_end_smaller_than_the_buffer_fetches_only_the_rest() -> None:
+def test_read_to_the_end_smaller_than_the_buffer_goes_through_it() -> None:
     obj = FakeObject(DATA)
     reader = obj.ranged(100)
     reader.seek(950)
     assert reader.read() == DATA[950:]
-    assert obj.ranges == [(950, 1000)]  # nothing to read ahead: straight into the destination
+    assert obj.ranges == [(950, 1000)]
+    reader.seek(960)
+    assert reader.read(10) == DATA[960:970]
+    assert len(obj.streams) == 1
+
+
+def test_reads_back_and_forth_around_the_end_are_served_from_the_buffer() -> None:
+    data = random.Random(24).randbytes(5 * MIB)
+    obj = FakeObject(data)
+    reader = obj.ranged()
+    reader.seek(0)
+    assert reader.read(4) == data[:4]
+    # A zip reader's search for the end of central directory, as torch.load does it.
+    for offset, count in ((-4096, 4096), (-22, 22), (-42, 42), (-98, 98)):
+        reader.seek(offset, io.SEEK_END)
+        assert reader.read(count) == data[len(data) + offset :][:count]
+    assert obj.ranges == [(0, MIB), (len(data) - 4096, len(data))]
 
 
 def test_forward_overlap_serves_the_overlap_and_requests_only_the_rest() -> None:

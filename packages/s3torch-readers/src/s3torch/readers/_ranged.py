@@ -130,10 +130,13 @@ class RangedS3Reader(S3Reader):
         if self._last_end is not None:  # the first read keeps the initial read-ahead
             grown = self._readahead * READAHEAD_GROWTH if continues else MIN_READAHEAD
             self._readahead = min(self._buffer_size, grown)
-        size = min(max(len(view), self._readahead), self._object_size() - start)
-        if size == len(view):  # nothing to read ahead: straight into the destination
+        if len(view) >= self._readahead:  # nothing to read ahead: straight into the destination
             self._fetch(view, start)
             return
+        # Smaller than the read-ahead: through the buffer, even when the object's end leaves
+        # nothing more to fetch, so the reads that parsers make back and forth around a
+        # trailer (a zip archive's end of central directory) are served from it.
+        size = min(self._readahead, self._object_size() - start)
         if self._buffer is None or len(self._buffer) < size:
             self._buffer = bytearray(size)
         buffer = memoryview(self._buffer)[:size]
