@@ -58,6 +58,9 @@ VERSION_SENSITIVE_INTEGRATION = [
 ]
 #: The distributions that do not depend on torch (the readers with their fsspec filesystem).
 TORCH_FREE = ["s3torch-client", "s3torch-readers[fsspec]"]
+#: The dev-only test support (the pytest plugin every package's tests load, the one moto server
+#: starter of the tests, the demo and the benchmarks): installed wherever those run, never released.
+TEST_SUPPORT = "s3torch-test-support"
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
@@ -156,7 +159,9 @@ def install_torch(session: nox.Session, version: str) -> None:
     session.install(_torch_requirement(session, version))
 
 
-def install_packages(session: nox.Session, *groups: str, packages: list[str] = PACKAGES, lightning: str = "") -> None:
+def install_packages(
+    session: nox.Session, *groups: str, packages: tuple[str, ...] = (*PACKAGES, TEST_SUPPORT), lightning: str = ""
+) -> None:
     requirements: list[str] = []
     for group in groups:
         requirements += nox.project.dependency_groups(PYPROJECT, group)
@@ -184,7 +189,7 @@ def tests(session: nox.Session, torch: str) -> None:
 @nox.session(python=PYTHON_VERSIONS)
 def core(session: nox.Session) -> None:
     """Unit tests of the torch-free distributions (client, readers), without torch installed."""
-    install_packages(session, "test-core", packages=TORCH_FREE)
+    install_packages(session, "test-core", packages=(*TORCH_FREE, TEST_SUPPORT))
     session.run("python", "-c", "import importlib.util as u; assert u.find_spec('torch') is None, 'torch came'")
     session.run("pytest", "packages/s3torch-client/tests", "packages/s3torch-readers/tests", *session.posargs)
 

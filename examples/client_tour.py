@@ -5,7 +5,7 @@ through what ``S3Client`` does: a multipart upload, reads by iteration, into a b
 range, listing, HEAD, copy, delete, an aborted write and the errors a program matches on. Each
 check prints one ``ok`` line; the script exits 0 only if every check passed.
 
-    pip install -e packages/s3torch-client 'moto[server]'
+    pip install -e packages/s3torch-client -e packages/s3torch-test-support
     python examples/client_tour.py
 
 Nothing leaves the machine: the credentials are dummies that only the local server sees.

@@ -5,7 +5,6 @@ run (moto on 127.0.0.1, with dummy credentials). Needs no torch.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import time
 from collections.abc import Iterator
@@ -62,20 +61,22 @@ def local_environment() -> None:
 
 @contextmanager
 def local_s3_server() -> Iterator[str]:
-    """A moto S3 server on a free port of 127.0.0.1; yields its endpoint URL."""
-    try:
-        from moto.server import ThreadedMotoServer
-    except ImportError as error:
-        raise SystemExit(f"the embedded S3 server needs moto: pip install 'moto[server]' ({error})") from error
+    """A moto S3 server on a free port of 127.0.0.1; yields its endpoint URL.
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log on the terminal
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
+    Started by the repository's test support (``packages/s3torch-test-support``, which
+    ``tools/dev.py demo`` installs): the examples, the tests and the benchmarks share that one
+    way of starting moto and waiting until it listens.
+    """
     try:
-        host, port = server.get_host_and_port()
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+        from s3torch_test_support.moto_server import MotoServer
+    except ImportError as error:
+        raise SystemExit(
+            "the embedded S3 server needs the repository's test support:"
+            f" pip install -e packages/s3torch-test-support ({error})"
+        ) from error
+
+    with MotoServer() as server:
+        yield server.endpoint
 
 
 def open_target(args: argparse.Namespace, stack: ExitStack, run_name: str) -> Target:

@@ -1,27 +1,17 @@
-"""Fixtures of the integration tests: real HTTP against a moto server started here (or a real
-bucket named by ``S3TORCH_TEST_BUCKET``/``S3TORCH_TEST_REGION``), and a fault-injecting proxy."""
+"""Fixtures of the integration tests: real HTTP against the shared plugin's ``moto_server`` (or a
+real bucket named by ``S3TORCH_TEST_BUCKET``/``S3TORCH_TEST_REGION``), and a fault-injecting proxy."""
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 from support import MOTO_REGION, FaultProxy, MotoServer, S3Location, S3TestEnv
-from support.s3env import (
-    DUMMY_CREDENTIALS,
-    boto3_client,
-    clean,
-    new_env,
-    real_location_from_env,
-    unique_bucket_name,
-)
+from support.s3env import clean, new_env, real_location_from_env, unique_bucket_name
+
+from s3torch_test_support import DUMMY_CREDENTIALS, boto3_client
 
 # The benchmarks are run by `nox -s bench`, not collected as tests.
 collect_ignore = ["benchmarks"]
@@ -41,13 +31,6 @@ def _aws_environment() -> Iterator[None]:
             for name, value in DUMMY_CREDENTIALS.items():
                 patch.setenv(name, value)
         yield
-
-
-@pytest.fixture(scope="session")
-def moto_server() -> Iterator[MotoServer]:
-    server = MotoServer()
-    yield server
-    server.stop()
 
 
 def _moto_env(server: MotoServer, client_endpoint: str, proxy: FaultProxy | None = None) -> Iterator[S3TestEnv]:

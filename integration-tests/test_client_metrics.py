@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 from support import PART, Rule, S3TestEnv, object_gets, payload
-from support.s3env import DUMMY_CREDENTIALS
 
 from s3torch.client import S3Client, S3ClientMetrics, S3Exception
+from s3torch_test_support import DUMMY_CREDENTIALS
 
 SMALL = payload(100_000, seed=1)
 LARGE = payload(2 * PART + 12_345, seed=2)

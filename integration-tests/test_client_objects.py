@@ -14,30 +14,10 @@ import pytest
 from support import PART, Rule, S3TestEnv, is_multipart_etag, md5_etag, payload
 
 from s3torch.client import GetObjectStream, ListObjectResult, ObjectInfo, S3Exception
+from s3torch_test_support import RANGES_AROUND_PARTS, THREE_PART_SIZE
 
-SIZE = 2 * PART + 1_234_567  # three parts, the last one short
-
-# [start, end) ranges around every part boundary, past the end, and empty ones.
-RANGES = [
-    (None, None),
-    (0, PART - 1),
-    (0, PART),
-    (0, PART + 1),
-    (PART - 1, None),
-    (PART, None),
-    (PART + 1, None),
-    (PART - 1, PART + 1),
-    (2 * PART - 1, 2 * PART + 1),
-    (1, SIZE - 1),
-    (SIZE - 10, SIZE + 100),
-    (0, SIZE + 1),
-    (SIZE - 1, None),
-    (SIZE, None),
-    (SIZE + 5, None),
-    (SIZE + 5, SIZE + 10),
-    (7, 7),
-    (10, 5),
-]
+SIZE = THREE_PART_SIZE
+RANGES = RANGES_AROUND_PARTS
 
 
 def read_all(stream: GetObjectStream, how: str) -> bytes:

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from support.scripted_server import Exchange, ObjectStore, ScriptedServer, s3_error
 
 from s3torch.client import S3Client, S3ClientConfig, S3Exception
+from s3torch_test_support.scripted_server import Exchange, ObjectStore, ScriptedServer, s3_error
 
 BUCKET = "scripted-bucket"
 KEY = "object.bin"

@@ -12,25 +12,24 @@
 * README.md starts with the two commands (the demo, the tests), and the test command is the
   command ``.ci/run`` runs.
 
-These tests always use their own local server, also when the rest of the integration tests
-target a real bucket.
+These tests always use the local moto server (the shared plugin's ``moto_server``), also when
+the rest of the integration tests target a real bucket.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import subprocess
 import sys
 import textwrap
-import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
 import pytest
+
+from s3torch_test_support import DUMMY_CREDENTIALS, MotoServer
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -38,7 +37,6 @@ DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs" / "pages").glob("*.md"))
 RUNNABLE_MARKER = "<!-- test -->"
 EXAMPLE_BUCKET = "my-bucket"
 EXAMPLE_REGION = "us-east-1"
-DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 TIMEOUT_SECONDS = 300
 
 
@@ -94,56 +92,32 @@ def isolated_environment(**extra: str) -> dict[str, str]:
     return environment
 
 
-class ExampleServer:
-    """A moto S3 server for the documentation's examples."""
-
-    def __init__(self) -> None:
-        from moto.server import ThreadedMotoServer
-
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self._server.start()
-        host, port = self._server.get_host_and_port()
-        self.endpoint = f"http://{host}:{port}"
-
-    def fresh_bucket(self) -> None:
-        """Forget every bucket, then create the empty ``my-bucket`` the examples write to."""
-        urllib.request.urlopen(urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")).close()
-        s3 = boto3.client(
-            "s3",
-            region_name=EXAMPLE_REGION,
-            endpoint_url=self.endpoint,
-            aws_access_key_id=DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        )
-        s3.create_bucket(Bucket=EXAMPLE_BUCKET)
-
-    def stop(self) -> None:
-        self._server.stop()
-
-
-@pytest.fixture(scope="module")
-def example_server() -> Iterator[ExampleServer]:
-    server = ExampleServer()
-    try:
-        yield server
-    finally:
-        server.stop()
+def fresh_example_bucket(server: MotoServer) -> None:
+    """Forget every bucket of ``server``, then create the empty ``my-bucket`` the examples write to."""
+    server.reset()
+    s3 = boto3.client(
+        "s3",
+        region_name=EXAMPLE_REGION,
+        endpoint_url=server.endpoint,
+        aws_access_key_id=DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
+    s3.create_bucket(Bucket=EXAMPLE_BUCKET)
 
 
 SNIPPETS = [snippet for document in DOCUMENTS for snippet in runnable_snippets(document)]
 
 
 @pytest.mark.parametrize("snippet", SNIPPETS, ids=[snippet.name for snippet in SNIPPETS])
-def test_documented_example_runs(snippet: Snippet, example_server: ExampleServer, tmp_path: Path) -> None:
-    example_server.fresh_bucket()
+def test_documented_example_runs(snippet: Snippet, moto_server: MotoServer, tmp_path: Path) -> None:
+    fresh_example_bucket(moto_server)
     # Padded so that a traceback's line numbers are the document's.
     script = tmp_path / f"{snippet.path.name}.py"
     script.write_text("\n" * (snippet.line - 1) + snippet.code, encoding="utf-8")
     result = subprocess.run(
         [sys.executable, str(script)],
         cwd=tmp_path,
-        env=isolated_environment(AWS_ENDPOINT_URL_S3=example_server.endpoint, **DUMMY_CREDENTIALS),
+        env=isolated_environment(AWS_ENDPOINT_URL_S3=moto_server.endpoint, **DUMMY_CREDENTIALS),
         capture_output=True,
         text=True,
         timeout=TIMEOUT_SECONDS,

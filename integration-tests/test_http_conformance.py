@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from support import MOTO_REGION
-from support.scripted_server import Exchange, ObjectStore, ScriptedServer, chunked, response, s3_error
 
 from s3torch.client import S3Client, S3ClientConfig, S3Exception, UserAgent
+from s3torch_test_support.scripted_server import Exchange, ObjectStore, ScriptedServer, chunked, response, s3_error
 
 BUCKET = "conformance"
 OBJECTS = {f"/{BUCKET}/object-{number}": bytes([65 + number]) * (1000 + number) for number in range(4)}

@@ -18,12 +18,12 @@ import pytest
 import torch.distributed.checkpoint as dcp
 from support import PART, RecordedRequest, Rule, S3TestEnv, force_get_mode, payload
 from support.dcp_data import DCP_READERS, layered_state_dict, quiet_dcp, storage_kwargs, uri, zeroed
-from support.scripted_server import Exchange, ObjectStore, Request, ScriptedServer, response
 from torch.distributed.checkpoint.api import CheckpointException
 
 from s3torch.client import GetObjectStream, S3Client, S3ClientConfig, S3Exception
 from s3torch.dcp import S3StorageReader, S3StorageWriter
 from s3torch.readers import S3ReaderConstructor
+from s3torch_test_support.scripted_server import Exchange, ObjectStore, Request, ScriptedServer, response
 
 BUCKET = "scripted-bucket"
 KEY = "data.bin"

@@ -2,7 +2,8 @@
 
     python3 tools/dev.py demo [ARGS]   virtualenv .venv-demo: torch (the CPU build where the
                                        machine's package sources have one), the s3torch packages
-                                       from this checkout and the demo's requirements; then runs
+                                       and their test support (the embedded moto server) from
+                                       this checkout, and the demo's requirements; then runs
                                        examples/train.py ARGS against an S3 server it embeds
     python3 tools/dev.py test [ARGS]   virtualenv .venv-tools: nox and uv; then runs nox ARGS,
                                        what CI runs (.ci/run calls exactly this)
@@ -24,8 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_VENV = ROOT / ".venv-demo"
 TOOLS_VENV = ROOT / ".venv-tools"
-# Dependency order; the demo needs no Lightning.
-DEMO_PACKAGES = ["s3torch-client", "s3torch-readers", "s3torch-datasets", "s3torch-dcp"]
+# Dependency order; the demo needs no Lightning. The test support (never released) starts the
+# embedded moto server: the one moto starter of the examples, the tests and the benchmarks.
+DEMO_PACKAGES = ["s3torch-client", "s3torch-readers", "s3torch-datasets", "s3torch-dcp", "s3torch-test-support"]
 DEMO_REQUIREMENTS = ROOT / "examples" / "requirements.txt"
 TOOLS = ["nox>=2025.2.9", "uv>=0.5"]
 STAMP = "s3torch-dev.stamp"

@@ -36,7 +36,6 @@ from servers import (
     S3_LIKE,
     S3_LIKE_BYTES_PER_SECOND_PER_CONNECTION,
     S3_LIKE_FIRST_BYTE_DELAY_SECONDS,
-    MotoServer,
     Nginx,
     Store,
     find_nginx,
@@ -46,6 +45,7 @@ from servers import (
 from settings import KIB, MIB, Settings, parse
 
 from s3torch.client import S3ClientConfig
+from s3torch_test_support.moto_server import MotoServer, MotoServerError
 
 LOCAL_BUCKET = "s3torch-bench"
 
@@ -213,8 +213,8 @@ def _start_local_servers(
             unavailable[MOTO] = "moto is not installed (pip install 'moto[server]')"
         else:
             try:
-                server = stack.enter_context(MotoServer(workdir / "moto"))
-            except BenchmarkError as error:
+                server = stack.enter_context(MotoServer(in_child_process=True, log_path=workdir / "moto.log"))
+            except MotoServerError as error:
                 unavailable[MOTO] = str(error)
             else:
                 stores[MOTO] = Store(

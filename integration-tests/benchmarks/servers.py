@@ -6,7 +6,8 @@
   rate cap, as real S3 has). The delay comes from the echo module: ``echo_sleep`` then
   ``echo_exec`` to a named location that serves the file with ``limit_rate``; nginx's static
   module still answers ranges (206 + Content-Range), ETag and If-Match there.
-* moto (``ThreadedMotoServer``) takes the writes, in a child process so its CPU is not counted.
+* moto takes the writes, in a child process so its CPU is not counted; it is started by
+  ``s3torch_test_support.moto_server`` (the repository's one moto starter), not here.
 
 Each server is a context manager; leaving it stops the process.
 """
@@ -467,17 +468,8 @@ class Nginx:
 
 
 # ---- moto -------------------------------------------------------------------------------------
-
-_MOTO_SCRIPT = """\
-import logging, sys
-logging.getLogger("werkzeug").setLevel(logging.ERROR)
-from moto.server import ThreadedMotoServer
-server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-server.start()
-print(server.get_host_and_port()[1], flush=True)
-sys.stdin.read()  # until the benchmark closes our stdin (or dies)
-server.stop()
-"""
+# moto is started by s3torch_test_support.moto_server.MotoServer(in_child_process=True), the one
+# moto starter of the tests, the demo and the benchmark (run.py).
 
 
 def moto_version() -> str | None:
@@ -487,61 +479,6 @@ def moto_version() -> str | None:
         return version("moto")
     except Exception:  # noqa: BLE001 - any failure means: not usable
         return None
-
-
-class MotoServer:
-    """A moto S3 server in a child process (its CPU is not the client's)."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.port = 0
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> MotoServer:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        log = (self.workdir / "moto.log").open("wb")
-        self._process = subprocess.Popen(
-            [sys.executable, "-c", _MOTO_SCRIPT],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=log,  # moto stops by itself when its stdin closes, the benchmark's death included
-        )
-        log.close()
-        assert self._process.stdout is not None
-        line = self._process.stdout.readline().strip()
-        if not line.isdigit():
-            self._stop()
-            raise BenchmarkError(f"moto server did not start: {(self.workdir / 'moto.log').read_text()[-2000:]}")
-        self.port = int(line)
-        _wait_for_port(self.port, self._process, "moto server")
-        return self
-
-    def _stop(self) -> None:
-        process, self._process = self._process, None
-        if process is None:
-            return
-        if process.stdin is not None:
-            with contextlib.suppress(OSError):
-                process.stdin.close()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            _stop(process, signal.SIGTERM)
-        if process.stdout is not None:
-            process.stdout.close()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self._stop()
-
-    @property
-    def pid(self) -> int | None:
-        return None if self._process is None else self._process.pid
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
 
 # ---- what a read server answers ---------------------------------------------------------------

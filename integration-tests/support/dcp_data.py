@@ -15,8 +15,9 @@ from torch import nn
 from s3torch.client import S3ClientConfig
 from s3torch.dcp._torch_compat import LOAD_REPORTS_METADATA_ERRORS_FROM
 from s3torch.readers import S3ReaderConstructor, S3ReaderConstructorProtocol
+from s3torch_test_support import PART
 
-from .s3env import PART, S3TestEnv
+from .s3env import S3TestEnv
 
 #: Every reader strategy, by test id (None: the storage's default, dcp_optimized for DCP loads).
 DCP_READERS: dict[str, S3ReaderConstructorProtocol | None] = {

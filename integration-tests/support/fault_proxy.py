@@ -23,6 +23,13 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from s3torch_test_support.local_tcp import (
+    ConnectionClosed,
+    LocalTCPServer,
+    read_exact,
+    read_request_head,
+)
+
 _CHUNK = 64 * 1024
 
 
@@ -165,52 +172,24 @@ class _Discard:
         del data
 
 
-class _Closed(Exception):
-    """The peer closed the connection."""
-
-
-def _read_head(stream: BinaryIO) -> tuple[str, list[tuple[str, str]]] | None:
-    first = stream.readline()
-    if not first:
-        return None
-    if not first.endswith(b"\r\n"):
-        raise _Closed
-    headers = []
-    while True:
-        line = stream.readline()
-        if not line.endswith(b"\r\n"):
-            raise _Closed
-        if line == b"\r\n":
-            return first.decode("latin-1").rstrip("\r\n"), headers
-        name, _, value = line.decode("latin-1").partition(":")
-        headers.append((name.strip(), value.strip()))
-
-
-def _read_exact(stream: BinaryIO, count: int) -> bytes:
-    data = stream.read(count)
-    if len(data) != count:
-        raise _Closed
-    return data
-
-
 def _read_chunked(stream: BinaryIO) -> bytes:
     """A chunked body, returned still chunk-encoded (trailers included)."""
     out = bytearray()
     while True:
         size_line = stream.readline()
         if not size_line.endswith(b"\r\n"):
-            raise _Closed
+            raise ConnectionClosed
         out += size_line
         size = int(size_line.split(b";")[0], 16)
         if size == 0:
             while True:
                 trailer = stream.readline()
                 if not trailer.endswith(b"\r\n"):
-                    raise _Closed
+                    raise ConnectionClosed
                 out += trailer
                 if trailer == b"\r\n":
                     return bytes(out)
-        out += _read_exact(stream, size + 2)
+        out += read_exact(stream, size + 2)
 
 
 def _encode_head(first: str, headers: list[tuple[str, str]]) -> bytes:
@@ -243,7 +222,7 @@ def error_response(status: int, code: str, *, head_only: bool, close: bool, retr
     return _encode_head(f"HTTP/1.1 {status} Injected", headers) + (b"" if head_only else body)
 
 
-class FaultProxy:
+class FaultProxy(LocalTCPServer):
     """A threaded TCP proxy on 127.0.0.1 in front of ``upstream`` (host, port).
 
     Args:
@@ -253,37 +232,14 @@ class FaultProxy:
     """
 
     def __init__(self, upstream: tuple[str, int], *, host_header: str | None = None) -> None:
+        super().__init__("fault-proxy")
         self.upstream = upstream
         self.host_header = host_header
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self._lock = threading.Lock()
         self._rules: list[Rule] = []
         self._requests: list[RecordedRequest] = []
-        self._sockets: set[socket.socket] = set()
-        self._threads: list[threading.Thread] = []
-        self._stopped = threading.Event()
-        self._acceptor = threading.Thread(target=self._accept, name="fault-proxy-accept", daemon=True)
 
     # ---- control ----------------------------------------------------------------------
-    def start(self) -> FaultProxy:
-        self._acceptor.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopped.set()
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)
-        self._listener.close()
-        with self._lock:
-            sockets = list(self._sockets)
-        for sock in sockets:
-            _close(sock)
-        self._acceptor.join(timeout=10)
-        for thread in list(self._threads):
-            thread.join(timeout=10)
-
     def add(self, rule: Rule) -> Rule:
         with self._lock:
             self._rules.append(rule)
@@ -305,19 +261,6 @@ class FaultProxy:
         return [r for r in self.requests if r.path == f"/{bucket}" or r.path.startswith(f"/{bucket}/")]
 
     # ---- plumbing ---------------------------------------------------------------------
-    def _accept(self) -> None:
-        while not self._stopped.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            with self._lock:
-                self._sockets.add(client)
-            thread = threading.Thread(target=self._serve, args=(client,), name="fault-proxy-conn", daemon=True)
-            self._threads = [t for t in self._threads if t.is_alive()]
-            self._threads.append(thread)
-            thread.start()
-
     def _pick(self, request: RecordedRequest) -> Rule | None:
         chosen = None
         with self._lock:
@@ -329,13 +272,13 @@ class FaultProxy:
                     chosen = rule
         return chosen
 
-    def _serve(self, client: socket.socket) -> None:
+    def serve_connection(self, client: socket.socket, number: int) -> None:
         upstream: socket.socket | None = None
         client_in = client.makefile("rb")
         upstream_in: BinaryIO | None = None
         try:
             while True:
-                head = _read_head(client_in)
+                head = read_request_head(client_in)
                 if head is None:
                     return
                 first, headers = head
@@ -345,7 +288,7 @@ class FaultProxy:
                     headers = [(k, v) for k, v in headers if k.lower() != "expect"]
                 length = _header(headers, "content-length")
                 if length is not None:
-                    body = _read_exact(client_in, int(length))
+                    body = read_exact(client_in, int(length))
                 elif (_header(headers, "transfer-encoding") or "").lower() == "chunked":
                     body = _read_chunked(client_in)
                 else:
@@ -375,8 +318,7 @@ class FaultProxy:
                         continue
                 if upstream is None:
                     upstream = socket.create_connection(self.upstream)
-                    with self._lock:
-                        self._sockets.add(upstream)
+                    self.track(upstream)
                     upstream_in = upstream.makefile("rb")
                 assert upstream_in is not None
                 if rule is not None and rule.strip_headers:
@@ -395,22 +337,17 @@ class FaultProxy:
                     return
                 if not keep_upstream:  # the server closes after each response: reconnect next time
                     upstream_in.close()
-                    _close(upstream)
-                    with self._lock:
-                        self._sockets.discard(upstream)
+                    self.forget(upstream)
                     upstream, upstream_in = None, None
-        except (_Closed, OSError, ValueError):
+        except (ConnectionClosed, OSError, ValueError):
             return
         finally:
             for stream in (client_in, upstream_in):
                 if stream is not None:
                     with contextlib.suppress(OSError):
                         stream.close()
-            for sock in (client, upstream):
-                if sock is not None:
-                    _close(sock)
-                    with self._lock:
-                        self._sockets.discard(sock)
+            if upstream is not None:
+                self.forget(upstream)
 
     def _relay(
         self,
@@ -426,9 +363,9 @@ class FaultProxy:
         server closes its side after each response (moto does): clients then see keep-alive
         connections, as they do with S3.
         """
-        head = _read_head(upstream_in)
+        head = read_request_head(upstream_in)
         if head is None:
-            raise _Closed
+            raise ConnectionClosed
         first, headers = head
         status = int(first.split(" ", 2)[1])
         request.status = status
@@ -474,7 +411,7 @@ class FaultProxy:
         while remaining:
             chunk = upstream_in.read(min(_CHUNK, remaining))
             if not chunk:
-                raise _Closed
+                raise ConnectionClosed
             remaining -= len(chunk)
             if stop_at is not None and sent + len(chunk) >= stop_at:
                 client.sendall(chunk[: stop_at - sent])
@@ -502,7 +439,7 @@ class FaultProxy:
         deadline = time.monotonic() + timeout
         with selectors.DefaultSelector() as selector:
             selector.register(client, selectors.EVENT_READ)
-            while not self._stopped.is_set():
+            while not self.stopping.is_set():
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -542,10 +479,3 @@ class _Trickle:
                 self._request.client_gave_up = True
                 return False
         return True
-
-
-def _close(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
-    with contextlib.suppress(OSError):
-        sock.close()

@@ -9,30 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import os
-import random
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import boto3
-from botocore.config import Config
-from moto.server import ThreadedMotoServer
-
 from s3torch.client import S3Client, S3ClientConfig
+from s3torch_test_support import REGION, boto3_client, moto_backend
 
 if TYPE_CHECKING:
     from .fault_proxy import FaultProxy
 
-MIB = 1024 * 1024
-#: The smallest part size S3 allows; tests use it to get multipart uploads and multi-request GETs
-#: from small objects.
-PART = 5 * MIB
-MOTO_REGION = "us-east-1"
-DUMMY_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing-access-key",
-    "AWS_SECRET_ACCESS_KEY": "testing-secret-key",
-}
+MOTO_REGION = REGION
 
 
 @dataclass(frozen=True)
@@ -60,11 +48,6 @@ def unique_bucket_name() -> str:
     return f"s3torch-test-{uuid.uuid4().hex[:20]}"
 
 
-def payload(size: int, seed: int = 0) -> bytes:
-    """Deterministic, incompressible test bytes."""
-    return random.Random(seed).randbytes(size)
-
-
 def md5_etag(data: bytes) -> str:
     return f'"{hashlib.md5(data).hexdigest()}"'
 
@@ -72,24 +55,6 @@ def md5_etag(data: bytes) -> str:
 def is_multipart_etag(etag: str) -> bool:
     """S3 gives multipart objects an ETag ``"<hex>-<parts>"``."""
     return "-" in etag.strip('"')
-
-
-def boto3_client(region: str, endpoint: str | None) -> Any:
-    config = Config(s3={"addressing_style": "path"}) if endpoint else None
-    return boto3.client("s3", region_name=region, endpoint_url=endpoint, config=config)
-
-
-class MotoServer:
-    """``moto.server.ThreadedMotoServer`` on 127.0.0.1, on a free port."""
-
-    def __init__(self) -> None:
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self._server.start()
-        self.host, self.port = self._server.get_host_and_port()
-        self.endpoint = f"http://{self.host}:{self.port}"
-
-    def stop(self) -> None:
-        self._server.stop()
 
 
 @dataclass
@@ -119,7 +84,7 @@ class S3TestEnv:
         """Store an object (straight into moto's in-process backend on moto, else with boto3);
         returns its ETag."""
         if self.on_moto:
-            moto_etag: str = _moto_backend().put_object(self.bucket, key, data).etag
+            moto_etag: str = moto_backend().put_object(self.bucket, key, data).etag
             return moto_etag
         etag: str = self.boto.put_object(Bucket=self.bucket, Key=key, Body=data)["ETag"]
         return etag
@@ -164,20 +129,13 @@ def new_env(location: S3Location) -> S3TestEnv:
     return S3TestEnv(location, boto, client)
 
 
-def _moto_backend() -> Any:
-    from moto.core import DEFAULT_ACCOUNT_ID
-    from moto.s3.models import s3_backends
-
-    return s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
-
-
 def clean(env: S3TestEnv, *, delete_bucket: bool) -> None:
     """Remove every object and multipart upload under the location's prefix (and the bucket)."""
     boto, bucket, prefix = env.boto, env.bucket, env.location.prefix
     for upload in env.uploads():
         boto.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
     if env.on_moto:  # listing thousands of keys over HTTP takes moto seconds
-        backend = _moto_backend()
+        backend = moto_backend()
         for key in list(backend.get_bucket(bucket).keys.keys()):
             backend.delete_object(bucket, key)
     else:
@@ -187,20 +145,3 @@ def clean(env: S3TestEnv, *, delete_bucket: bool) -> None:
                 boto.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
     if delete_bucket:
         boto.delete_bucket(Bucket=bucket)
-
-
-def force_get_mode(monkeypatch: Any, mode: str) -> dict[str, Any]:
-    """Make every ``GetObjectStream`` take one path, whatever the server's speed, and return the
-    ``S3ClientConfig`` settings that go with it.
-
-    ``"serial"``: the first part, then one GET for the rest. ``"parallel"``: ``part_size`` GETs.
-    """
-    from s3torch.client import _get_stream
-
-    if mode == "parallel":
-        monkeypatch.setattr(_get_stream, "LATENCY_THRESHOLD_SECONDS", 0.0)
-        return {}
-    assert mode == "serial", mode
-    monkeypatch.setattr(_get_stream, "LATENCY_THRESHOLD_SECONDS", float("inf"))
-    # The rate test then asks for only 62.5 kB/s, which any loopback connection beats.
-    return {"throughput_target_gbps": 0.001}

@@ -1,57 +1,27 @@
-"""Unit-test fixtures: an isolated AWS environment and moto's in-process S3 (``mock_aws``)."""
+"""Unit-test fixtures of s3torch-client, on the shared plugin (``s3torch_test_support.plugin``):
+every test in the isolated AWS environment; ``s3``, moto's in-process S3 with a client on it."""
 
 from __future__ import annotations
 
-import os
-import sys
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
-
-import boto3
 import pytest
-from moto import mock_aws
+from client_unit_support import GetMode, MockS3
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from client_unit_support import BUCKET, REGION, GetMode, MockS3
+from s3torch_test_support import MotoBucket, force_get_mode
 
 
 @pytest.fixture(autouse=True)
-def _isolated_aws_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
-    """No AWS setting of the machine leaks in: dummy credentials, no profile, no endpoint."""
-    for name in list(os.environ):
-        if name.startswith(("AWS_", "S3TORCH_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "unit-access-key")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "unit-secret-key")
-
-
-@pytest.fixture(scope="session")
-def _boto() -> Any:
-    # Made once (a boto3 client takes ~0.15 s to build); moto's hook intercepts it inside mock_aws.
-    return boto3.client("s3", region_name=REGION, aws_access_key_id="unit", aws_secret_access_key="unit")
+def _isolated_aws_environment(aws_environment: None) -> None:
+    """Every test of this package runs in the isolated AWS environment."""
 
 
 @pytest.fixture
-def s3(_boto: Any) -> Iterator[MockS3]:
-    """moto's in-process S3 (``mock_aws``) with one empty bucket."""
-    with mock_aws():
-        _boto.create_bucket(Bucket=BUCKET)
-        yield MockS3(_boto, BUCKET, MockS3.new_client())
+def s3(mock_bucket: MotoBucket) -> MockS3:
+    """moto's in-process S3 (``mock_aws``) with one empty bucket, and a client on it."""
+    return MockS3(mock_bucket.boto, mock_bucket.bucket, MockS3.new_client())
 
 
 @pytest.fixture(params=["serial", "parallel"])
 def get_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> GetMode:
     """Force one path of the adaptive GET whatever moto's speed: "serial" (the first part, then
     one GET for the rest) or "parallel" (part-size GETs)."""
-    from s3torch.client import _get_stream
-
-    if request.param == "parallel":
-        monkeypatch.setattr(_get_stream, "LATENCY_THRESHOLD_SECONDS", 0.0)
-        return GetMode("parallel", {})
-    monkeypatch.setattr(_get_stream, "LATENCY_THRESHOLD_SECONDS", float("inf"))
-    # The rate test then asks only 62.5 kB/s of the first part, which moto beats.
-    return GetMode("serial", {"throughput_target_gbps": 0.001})
+    return GetMode(request.param, force_get_mode(monkeypatch, request.param))

@@ -7,20 +7,15 @@ from __future__ import annotations
 
 import select
 import socket
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from s3torch.client import _http_wait
 from s3torch.client._http import BodyStalledError, ConnectionPool, Headers, HTTPError
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "integration-tests"))
-
-from support.scripted_server import Exchange, ScriptedServer
+from s3torch_test_support.scripted_server import Exchange, ScriptedServer
 
 
 @dataclass

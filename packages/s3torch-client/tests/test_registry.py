@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 from s3torch.client import S3Client, S3ClientConfig, _registry
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "integration-tests"))
-
-from support.scripted_server import Exchange, ScriptedServer
+from s3torch_test_support.scripted_server import Exchange, ScriptedServer
 
 ANSWER = b'HTTP/1.1 206 Partial Content\r\nContent-Length: 5\r\nContent-Range: bytes 0-4/5\r\nETag: "e"\r\n\r\nhello'
 

@@ -83,7 +83,7 @@ def test_a_bad_input_raises_a_clear_error(call: Callable[[], Any], error: type[E
 
 def test_an_index_of_the_wrong_type_names_it(bucket: Any) -> None:
     bucket.put("prefix/a", b"a")
-    dataset = S3MapDataset.from_prefix(f"s3://{bucket.name}/prefix/", region=REGION)
+    dataset = S3MapDataset.from_prefix(f"s3://{bucket.bucket}/prefix/", region=REGION)
     with pytest.raises(TypeError, match=r"S3MapDataset indices must be integers, not str"):
         dataset["0"]
     with pytest.raises(IndexError, match=r"S3MapDataset index 5 out of range for 1 objects"):

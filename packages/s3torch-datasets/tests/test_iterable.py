@@ -53,7 +53,7 @@ def test_prefix_without_a_trailing_slash_is_a_plain_key_prefix(bucket: Any) -> N
     bucket.put("other", b"4")
     with_slash = S3IterableDataset.from_prefix(bucket.uri("data/"), region=REGION, transform=key_of)
     without = S3IterableDataset.from_prefix(bucket.uri("data"), region=REGION, transform=key_of)
-    whole = S3IterableDataset.from_prefix(f"s3://{bucket.name}", region=REGION, transform=key_of)
+    whole = S3IterableDataset.from_prefix(f"s3://{bucket.bucket}", region=REGION, transform=key_of)
     assert list(with_slash) == ["data/a"]
     assert list(without) == ["data/a", "database/b"]
     assert list(whole) == ["dat", "data/a", "database/b", "other"]
@@ -98,7 +98,7 @@ def test_missing_key_raises_at_its_place_naming_it(bucket: Any, prefetch: int) -
         for key, _ in dataset:
             received.append(key)
     assert error.value.key == "data/missing.bin"
-    assert f"s3://{bucket.name}/data/missing.bin" in str(error.value)
+    assert f"s3://{bucket.bucket}/data/missing.bin" in str(error.value)
     assert received == list(objects)[:3]
     assert dataset.state_dict()["position"] == 3  # a resume would try the missing object again
 

@@ -60,7 +60,7 @@ def test_len_getitem_and_negative_indices(bucket: Any) -> None:
 
 def test_lists_once_lazily(bucket: Any) -> None:
     calls: list[int] = []
-    objects = [S3BucketKeyData(bucket.name, key) for key in bucket.put_many(3)]
+    objects = [S3BucketKeyData(bucket.bucket, key) for key in bucket.put_many(3)]
     dataset = S3MapDataset(REGION, counting(objects, calls), transform=lambda reader: reader.key)
     assert calls == []
     assert dataset[1] == objects[1].key
@@ -153,4 +153,4 @@ def test_pickles_with_its_listing_and_without_its_client(bucket: Any, monkeypatc
     copy = pickle.loads(pickle.dumps(dataset))
     assert copy._client is None
     assert [copy[index] for index in range(3)] == [dataset[index] for index in range(3)]
-    assert listings == [bucket.name]  # the copy did not list again
+    assert listings == [bucket.bucket]  # the copy did not list again

@@ -5,7 +5,6 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -13,37 +12,26 @@ import torch.distributed.checkpoint as dcp
 
 from s3torch.client import S3ClientConfig
 from s3torch.dcp import S3StorageReader, S3StorageWriter
+from s3torch_test_support import MIB, MOCK_BUCKET, PART, REGION, MotoBucket
 
-REGION = "us-east-1"
-BUCKET = "s3torch-dcp-unit"
-MIB = 1024 * 1024
-CONFIG = S3ClientConfig(part_size=5 * MIB)
+__all__ = [
+    "BUCKET",
+    "CONFIG",
+    "MIB",
+    "REGION",
+    "MockBucket",
+    "assert_state_dicts_equal",
+    "reader",
+    "save",
+    "single_process",
+    "state_dict",
+    "zeros_like",
+]
 
-
-@dataclass
-class MockBucket:
-    """A bucket of moto's in-process S3 and a boto3 client to check it with."""
-
-    boto: Any
-    bucket: str
-
-    def uri(self, key: str) -> str:
-        return f"s3://{self.bucket}/{key}"
-
-    def list_keys(self, prefix: str = "") -> list[str]:
-        pages = self.boto.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
-        return sorted(entry["Key"] for page in pages for entry in page.get("Contents", []))
-
-    def read(self, key: str) -> bytes:
-        data: bytes = self.boto.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        return data
-
-    def put(self, key: str, data: bytes) -> None:
-        self.boto.put_object(Bucket=self.bucket, Key=key, Body=data)
-
-    def uploads(self) -> list[dict[str, Any]]:
-        uploads: list[dict[str, Any]] = self.boto.list_multipart_uploads(Bucket=self.bucket).get("Uploads", [])
-        return uploads
+BUCKET = MOCK_BUCKET
+CONFIG = S3ClientConfig(part_size=PART)
+#: The shared bucket helper, under the name these tests know it by.
+MockBucket = MotoBucket
 
 
 def state_dict(seed: int = 0, tensors: int = 6) -> dict[str, Any]:

@@ -1,52 +1,29 @@
-"""Unit-test fixtures of s3torch-lightning: an isolated AWS environment and moto's in-process S3."""
+"""Unit-test fixtures of s3torch-lightning, on the shared plugin (``s3torch_test_support.plugin``):
+every test in the isolated AWS environment; ``bucket``, moto's in-process S3 with one bucket;
+``checkpoint_io``, the plugin on it."""
 
 from __future__ import annotations
 
-import os
-import sys
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
-
-import boto3
 import pytest
-from moto import mock_aws
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from lightning_unit_support import BUCKET, PART, REGION, Bucket
+from lightning_unit_support import PART, REGION
 
 from s3torch.client import S3ClientConfig
 from s3torch.lightning import S3LightningCheckpoint
+from s3torch_test_support import MotoBucket
 
 
 @pytest.fixture(autouse=True)
-def _isolated_aws_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No AWS setting of the machine leaks in: dummy credentials, no profile, no endpoint."""
-    for name in list(os.environ):
-        if name.startswith(("AWS_", "S3TORCH_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "unit-access-key")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "unit-secret-key")
-
-
-@pytest.fixture(scope="session")
-def _boto() -> Any:
-    # Made once; moto's hook intercepts it inside mock_aws.
-    return boto3.client("s3", region_name=REGION, aws_access_key_id="unit", aws_secret_access_key="unit")
+def _isolated_aws_environment(aws_environment: None) -> None:
+    """Every test of this package runs in the isolated AWS environment."""
 
 
 @pytest.fixture
-def bucket(_boto: Any) -> Iterator[Bucket]:
+def bucket(mock_bucket: MotoBucket) -> MotoBucket:
     """moto's in-process S3 (``mock_aws``) with one empty bucket."""
-    with mock_aws():
-        _boto.create_bucket(Bucket=BUCKET)
-        yield Bucket(_boto, BUCKET)
+    return mock_bucket
 
 
 @pytest.fixture
-def checkpoint_io(bucket: Bucket) -> S3LightningCheckpoint:
+def checkpoint_io(bucket: MotoBucket) -> S3LightningCheckpoint:
     """The plugin on that bucket, with 5 MiB parts."""
     return S3LightningCheckpoint(REGION, s3client_config=S3ClientConfig(part_size=PART))

@@ -188,7 +188,7 @@ def test_failed_torch_save_keeps_the_previous_checkpoint(
     assert bucket.read("model.ckpt") == before
     with pytest.raises((TypeError, AttributeError, pickle.PicklingError)):
         checkpoint_io.save_checkpoint({"bad": unpicklable}, bucket.uri("never.ckpt"))
-    assert bucket.keys() == ["model.ckpt"]
+    assert bucket.list_keys() == ["model.ckpt"]
     assert bucket.uploads() == []
 
 
@@ -223,7 +223,7 @@ def test_interrupt_during_save_publishes_nothing(
     monkeypatch.setattr(torch, "save", interrupted)
     with pytest.raises(KeyboardInterrupt):
         checkpoint_io.save_checkpoint({"step": 1}, bucket.uri("interrupted.ckpt"))
-    assert bucket.keys() == []
+    assert bucket.list_keys() == []
 
 
 # ---- weights_only -----------------------------------------------------------------------------
@@ -273,7 +273,7 @@ def test_before_lightning_2_6_arbitrary_objects_load_by_default(
 def test_remove_deletes_the_object(checkpoint_io: S3LightningCheckpoint, bucket: Bucket) -> None:
     checkpoint_io.save_checkpoint({"a": 1}, bucket.uri("gone.ckpt"))
     checkpoint_io.remove_checkpoint(bucket.uri("gone.ckpt"))
-    assert bucket.keys() == []
+    assert bucket.list_keys() == []
     with pytest.raises(S3Exception, match=r"^Service error: The key does not exist"):
         checkpoint_io.load_checkpoint(bucket.uri("gone.ckpt"))
 
@@ -309,7 +309,7 @@ def test_a_path_that_is_not_a_string_is_a_type_error(
     with pytest.raises(TypeError) as caught:
         METHODS[method](checkpoint_io, path)
     assert str(caught.value) == f"'{type_name}' {TYPE_ERROR}"
-    assert bucket.keys() == []
+    assert bucket.list_keys() == []
 
 
 @pytest.mark.parametrize("method", list(METHODS))
@@ -334,7 +334,7 @@ def test_a_string_that_is_not_an_object_uri_is_a_value_error(
     with pytest.raises(ValueError, match=says) as caught:
         METHODS[method](checkpoint_io, path)
     assert repr(path) in str(caught.value)
-    assert bucket.keys() == []
+    assert bucket.list_keys() == []
 
 
 # ---- AsyncCheckpointIO ------------------------------------------------------------------------
@@ -352,7 +352,7 @@ def test_async_checkpoint_io_round_trip(checkpoint_io: S3LightningCheckpoint, bu
     assert torch.equal(loaded["weights"], expected)
     assert loaded["step"] == 9
     async_io.remove_checkpoint(bucket.uri("async.ckpt"))
-    assert bucket.keys() == []
+    assert bucket.list_keys() == []
 
 
 def test_async_checkpoint_io_reports_a_failed_save(checkpoint_io: S3LightningCheckpoint, bucket: Bucket) -> None:
@@ -361,7 +361,7 @@ def test_async_checkpoint_io_reports_a_failed_save(checkpoint_io: S3LightningChe
         # The error comes from teardown, or from save_checkpoint if the thread was that quick.
         async_io.save_checkpoint({"bad": threading.Lock()}, bucket.uri("async.ckpt"))
         async_io.teardown()
-    assert bucket.keys() == []
+    assert bucket.list_keys() == []
     assert bucket.uploads() == []
 
 
@@ -416,4 +416,4 @@ def test_remove_waits_for_a_running_save_of_the_same_object(
     saver.join(10)
     remover.join(10)
     assert not remover.is_alive()
-    assert bucket.keys() == []  # saved, then removed: not resurrected
+    assert bucket.list_keys() == []  # saved, then removed: not resurrected

@@ -31,6 +31,9 @@ class ObjectInfo:
 class HeadObjectResult:
     """What HeadObject says of an object (no key: the caller has it)."""
 
+    # ObjectInfo's fields again, without ``key``, on purpose: the upstream has both classes, and
+    # ObjectInfo's positional order starts with ``key``, so neither can extend the other.
+
     etag: str
     size: int
     last_modified: int

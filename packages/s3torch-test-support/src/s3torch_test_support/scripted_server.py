@@ -13,12 +13,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import socket
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
-_CHUNK = 64 * 1024
+from .local_tcp import ConnectionClosed, LocalTCPServer, read_exact, read_request_head
 
 
 @dataclass
@@ -49,11 +49,11 @@ class Request:
 class Exchange:
     """One request on its connection: read the body (or not), send any bytes, close."""
 
-    def __init__(self, server: ScriptedServer, sock: socket.socket, reader: _Reader, request: Request) -> None:
+    def __init__(self, server: ScriptedServer, sock: socket.socket, stream: BinaryIO, request: Request) -> None:
         self.server = server
         self.request = request
         self._sock = sock
-        self._reader = reader
+        self._stream = stream
         self.body: bytes | None = None  # set once read
         self.closed = False
 
@@ -65,13 +65,13 @@ class Exchange:
             if self.request.headers.get("expect", "").lower() == "100-continue":
                 self.send(b"HTTP/1.1 100 Continue\r\n\r\n")
             length = int(self.request.headers.get("content-length", "0"))
-            self.body = self.request.body = self._reader.read_exact(length)
+            self.body = self.request.body = read_exact(self._stream, length)
         return self.body
 
     def read_exact(self, count: int) -> bytes:
         """``count`` raw bytes from the connection: part of a body, for a handler that answers
         before the client has sent all of it."""
-        return self._reader.read_exact(count)
+        return read_exact(self._stream, count)
 
     def send(self, data: bytes) -> None:
         self._sock.sendall(data)
@@ -98,120 +98,48 @@ class Exchange:
 Handler = Callable[[Exchange], None]
 
 
-class _Reader:
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
-        self._buffer = b""
-
-    def _fill(self) -> None:
-        more = self._sock.recv(_CHUNK)
-        if not more:
-            raise EOFError
-        self._buffer += more
-
-    def read_head(self) -> bytes | None:
-        while b"\r\n\r\n" not in self._buffer:
-            try:
-                self._fill()
-            except EOFError:
-                return None
-        head, _, self._buffer = self._buffer.partition(b"\r\n\r\n")
-        return head
-
-    def read_exact(self, count: int) -> bytes:
-        while len(self._buffer) < count:
-            self._fill()
-        data, self._buffer = self._buffer[:count], self._buffer[count:]
-        return data
-
-
-@dataclass
-class ScriptedServer:
-    """Serves each request by calling ``handler``; records requests and counts connections.
+class ScriptedServer(LocalTCPServer):
+    """Serves each request by calling ``handler``; records requests (``requests``) and counts
+    connections (``connections``).
 
     Use as a context manager. ``endpoint`` is ``http://127.0.0.1:<port>``.
     """
 
-    handler: Handler
-    requests: list[Request] = field(default_factory=list)
-    connections: int = 0
-
-    def __post_init__(self) -> None:
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
+    def __init__(self, handler: Handler) -> None:
+        super().__init__("scripted")
+        self.handler = handler
+        self.requests: list[Request] = []
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        self._lock = threading.Lock()
-        self._sockets: set[socket.socket] = set()
-        self._threads: list[threading.Thread] = []
-        self.stopping = threading.Event()
-        self._acceptor = threading.Thread(target=self._accept, name="scripted-accept", daemon=True)
 
     def __enter__(self) -> ScriptedServer:
-        self._acceptor.start()
-        return self
+        return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def stop(self) -> None:
-        self.stopping.set()
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)
-        self._listener.close()
-        with self._lock:
-            sockets = list(self._sockets)
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            with contextlib.suppress(OSError):
-                sock.close()
-        self._acceptor.join(timeout=10)
-        for thread in self._threads:
-            thread.join(timeout=10)
-
-    def _accept(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                sock, _ = self._listener.accept()
-            except OSError:
-                return
-            with self._lock:
-                number = self.connections
-                self.connections += 1
-                self._sockets.add(sock)
-            thread = threading.Thread(target=self._serve, args=(sock, number), name="scripted-conn", daemon=True)
-            self._threads.append(thread)
-            thread.start()
-
-    def _serve(self, sock: socket.socket, number: int) -> None:
-        reader = _Reader(sock)
+    def serve_connection(self, sock: socket.socket, number: int) -> None:
+        stream = sock.makefile("rb")
         try:
             while not self.stopping.is_set():
-                head = reader.read_head()
+                head = read_request_head(stream)
                 if head is None:
                     return
-                lines = head.decode("latin-1").split("\r\n")
-                method, target, version = lines[0].split(" ", 2)
-                headers: dict[str, str] = {}
-                for line in lines[1:]:
-                    name, _, value = line.partition(":")
-                    headers[name.strip().lower()] = value.strip()
-                request = Request(method, target, version, headers, number)
+                first, fields = head
+                method, target, version = first.split(" ", 2)
+                request = Request(method, target, version, {name.lower(): value for name, value in fields}, number)
                 with self._lock:
                     self.requests.append(request)
-                exchange = Exchange(self, sock, reader, request)
+                exchange = Exchange(self, sock, stream, request)
                 self.handler(exchange)
                 if exchange.closed:
                     return
                 if exchange.body is None and request.headers.get("expect", "").lower() != "100-continue":
                     exchange.read_body()  # the handler ignored the body: keep the connection in step
-        except (OSError, EOFError):
+        except (OSError, ValueError, ConnectionClosed):
             return
         finally:
-            with self._lock:
-                self._sockets.discard(sock)
             with contextlib.suppress(OSError):
-                sock.close()
+                stream.close()
 
 
 def response(
