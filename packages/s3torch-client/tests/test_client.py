@@ -339,3 +339,35 @@ def test_data_path_is_answered_by_mock_aws(s3: MockS3) -> None:
         writer.write(payload(PART + 1))
     assert s3.read("mocked") == payload(PART + 1)
     assert b"".join(s3.client.get_object_stream(s3.bucket, "mocked")) == payload(PART + 1)
+
+
+class _RawAnswer:
+    """The ``raw`` of a hand-made ``AWSResponse`` (what botocore reads through ``stream()``)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def stream(self, **_: Any) -> Any:
+        yield self._data
+
+
+def test_any_before_send_handler_answers_the_data_path(s3: MockS3) -> None:
+    """botocore compatibility, not a moto special case: a plain handler on ``before-send`` that
+    returns an ``AWSResponse`` answers the data path's GetObject as it would botocore's."""
+    from botocore.awsrequest import AWSResponse
+
+    seen: list[str] = []
+
+    def handler(request: Any, **_: Any) -> AWSResponse:
+        seen.append(request.headers["Range"])
+        headers = {"Content-Range": "bytes 0-4/5", "Content-Length": "5", "ETag": '"e"'}
+        return AWSResponse(request.url, 206, headers, _RawAnswer(b"hello"))
+
+    client = s3.new_client(read_timeout=41.0)  # a transport of its own
+    events = client._transport.client.meta.events
+    events.register_first("before-send.s3.GetObject", handler)
+    try:
+        assert b"".join(client.get_object_stream("no-such-bucket-anywhere", "greeting")) == b"hello"
+    finally:
+        events.unregister("before-send.s3.GetObject", handler)
+    assert seen and seen[0].startswith("bytes=0-")

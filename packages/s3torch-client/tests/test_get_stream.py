@@ -9,36 +9,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from client_unit_support import PART, FakeBody, GetMode, MockS3, payload
+from client_unit_support import PART, GetMode, MockS3, payload
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from s3torch.client import GetObjectStream, ObjectChangedError, S3Exception
+from s3torch.client._before_send import BytesBody
 from s3torch.client._body import RawResponse
 from s3torch.client._transport import Transport
+from s3torch_test_support import RANGES_AROUND_PARTS, THREE_PART_SIZE
 
-SIZE = 2 * PART + 1_234_567  # three parts, the last one short
-
-RANGES = [
-    (None, None),
-    (0, PART - 1),
-    (0, PART),
-    (0, PART + 1),
-    (PART - 1, None),
-    (PART, None),
-    (PART + 1, None),
-    (PART - 1, PART + 1),
-    (2 * PART - 1, 2 * PART + 1),
-    (1, SIZE - 1),
-    (SIZE - 10, SIZE + 100),
-    (0, SIZE + 1),
-    (SIZE - 1, None),
-    (SIZE, None),
-    (SIZE + 5, None),
-    (SIZE + 5, SIZE + 10),
-    (7, 7),
-    (10, 5),
-]
+SIZE = THREE_PART_SIZE
+RANGES = RANGES_AROUND_PARTS
 
 
 @dataclass
@@ -249,7 +231,7 @@ def _truncating(monkeypatch: Any, keep: int, times: int | None) -> list[GetCall]
         if not cut:
             return response
         body = response.body.read()
-        return RawResponse(response.status, response.headers, FakeBody(body[:keep]), response.request_id)
+        return RawResponse(response.status, response.headers, BytesBody(body[:keep]), response.request_id)
 
     monkeypatch.setattr(Transport, "get_range", truncating)
     return calls
@@ -276,7 +258,7 @@ def test_cut_without_progress_gives_up_after_max_attempts(
 
 def _answer(monkeypatch: Any, status: int, headers: dict[str, str], body: bytes) -> None:
     monkeypatch.setattr(
-        Transport, "get_range", lambda *args, **options: RawResponse(status, headers, FakeBody(body), "request-id")
+        Transport, "get_range", lambda *args, **options: RawResponse(status, headers, BytesBody(body), "request-id")
     )
 
 

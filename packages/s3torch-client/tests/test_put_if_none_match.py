@@ -10,9 +10,10 @@ import threading
 from typing import Any
 
 import pytest
-from client_unit_support import PART, FakeBody, MockS3, payload
+from client_unit_support import PART, MockS3, payload
 
 from s3torch.client import ObjectChangedError, S3Exception
+from s3torch.client._before_send import BytesBody
 from s3torch.client._exceptions import service_error
 from s3torch.client._transport import Transport
 
@@ -147,7 +148,7 @@ def test_a_conditional_conflict_on_put_object_is_retried(s3: MockS3, monkeypatch
         if operation == "PutObject" and not conflicts:
             conflicts.append(operation)
             document = b"<Error><Code>ConditionalRequestConflict</Code><Message>conflict</Message></Error>"
-            return 409, {}, FakeBody(document), 1
+            return 409, {}, BytesBody(document), 1
         return original(self, operation, *args)
 
     monkeypatch.setattr(Transport, "_send_http", conflicting_once)

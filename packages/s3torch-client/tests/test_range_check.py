@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from client_unit_support import FakeBody
 
 from s3torch.client import S3Exception
+from s3torch.client._before_send import BytesBody
 from s3torch.client._body import RawResponse
 from s3torch.client._http import Headers
 from s3torch.client._metrics import Counters
@@ -22,7 +22,7 @@ def answer(status: int, headers: dict[str, str], body: bytes = b"") -> RawRespon
     fields = Headers()
     for name, value in headers.items():
         fields[name.lower()] = value
-    return RawResponse(status, fields, FakeBody(body), "request-1")
+    return RawResponse(status, fields, BytesBody(body), "request-1")
 
 
 def partial(first: int, last: int, total: int | str = SIZE, length: int | None = None) -> RawResponse:
