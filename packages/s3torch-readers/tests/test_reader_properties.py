@@ -149,7 +149,7 @@ def test_sequential_pass_through_and_gap_refetch_behave_like_bytesio(
 
 def megabyte_readinto_sizes(size: int) -> st.SearchStrategy[int]:
     return st.one_of(
-        st.sampled_from([MIB - 1, MIB, MIB + 1, 2 * MIB + 3, size + 1]),
+        st.sampled_from([128 * 1024 - 1, 128 * 1024, 128 * 1024 + 1, MIB - 1, MIB, MIB + 1, 2 * MIB + 3, size + 1]),
         st.integers(0, 300_000),
     )
 
@@ -164,9 +164,10 @@ def megabyte_readinto_sizes(size: int) -> st.SearchStrategy[int]:
     )
 )
 def test_sequential_megabyte_readinto_behaves_like_bytesio(scenario: tuple[int, Any, list[Operation]]) -> None:
-    """The real ``PASS_THROUGH_BYTES`` (1 MiB): readinto of at least that goes from the stream
+    """Around the real ``PASS_THROUGH_BYTES`` (128 KiB) and the part-sized chunks of a stream:
+    readinto of at least the threshold goes from the stream
     into the caller's buffer, and backward seeks over it re-fetch the gap."""
-    assert _sequential.PASS_THROUGH_BYTES == MIB
+    assert _sequential.PASS_THROUGH_BYTES == 128 * 1024
     size, chunk_size, ops = scenario
     data = payload(size)
     obj = FakeObject(data, chunk_size)

@@ -1,6 +1,7 @@
 """``SequentialS3Reader``: one stream, started lazily (or by ``prefetch``), what is read is kept so
 backward seeks are free, and ``readinto`` of at least ``PASS_THROUGH_BYTES`` at the stream's
-front goes straight into the caller's buffer (a later backward seek fetches that gap once)."""
+front goes straight into the caller's buffer (a later backward seek fetches that gap once); a read far
+ahead opens a stream there instead of fetching what lies between."""
 
 from __future__ import annotations
 
@@ -18,8 +19,12 @@ KIB = 1024
 DATA = random.Random(7).randbytes(1000)
 
 
-def test_pass_through_threshold_is_one_mebibyte() -> None:
-    assert _sequential.PASS_THROUGH_BYTES == MIB
+def test_thresholds() -> None:
+    # torch.load reads each tensor with one readinto: tensors of 128 KiB and more go straight
+    # into their memory; the other thresholds are what the tests below are written against.
+    assert _sequential.PASS_THROUGH_BYTES == 128 * KIB
+    assert _sequential.SMALL_READ_CHUNK_BYTES == 64 * KIB
+    assert _sequential.SKIP_THROUGH_BYTES == 8 * MIB
 
 
 def test_nothing_is_fetched_until_the_first_read() -> None:
@@ -118,7 +123,7 @@ def test_pass_through_readinto_then_backward_seek_refetches_exactly_the_gap_once
     data = random.Random(1).randbytes(size)
     obj = FakeObject(data, chunk_size=256 * KIB)
     reader = obj.sequential()
-    assert reader.read(10) == data[:10]  # keeps the first chunk [0, 256 KiB)
+    assert reader.read(10) == data[:10]  # a small read keeps a small chunk: [0, 64 KiB)
     big = bytearray(2 * MIB)
     assert reader.readinto(big) == 2 * MIB
     assert big == data[10 : 10 + 2 * MIB]
@@ -128,7 +133,7 @@ def test_pass_through_readinto_then_backward_seek_refetches_exactly_the_gap_once
 
     reader.seek(0)
     assert reader.read() == data
-    assert obj.ranges == [(None, None), (256 * KIB, after_pass_through)]
+    assert obj.ranges == [(None, None), (64 * KIB, after_pass_through)]
     reader.seek(100_000)
     assert reader.read(MIB) == data[100_000 : 100_000 + MIB]
     reader.seek(0)
@@ -190,7 +195,7 @@ def test_small_readinto_is_kept_not_passed_through() -> None:
     data = random.Random(5).randbytes(3 * MIB)
     obj = FakeObject(data, chunk_size=256 * KIB)
     reader = obj.sequential()
-    buffer = bytearray(MIB - 1)
+    buffer = bytearray(_sequential.PASS_THROUGH_BYTES - 1)
     while reader.readinto(buffer):
         pass
     reader.seek(0)
@@ -207,6 +212,66 @@ def test_refetched_gap_shorter_than_before_raises() -> None:
     reader.seek(0)
     with pytest.raises(S3Exception, match=r"returned 1000 bytes of range 0-1048575"):
         reader.read(10)
+
+
+def test_a_read_far_ahead_opens_a_stream_there_and_fetches_nothing_in_between() -> None:
+    """torch.load's pattern: the zip's first bytes, its end (the directory), then each record
+    from the start: the bytes in between are neither fetched nor kept for the far read, and
+    records then go from the first stream straight into the caller's buffers."""
+    size = 40 * MIB
+    data = random.Random(8).randbytes(size)
+    obj = FakeObject(data, chunk_size=256 * KIB)
+    reader = obj.sequential()
+    assert reader.read(4) == data[:4]
+    assert reader.seek(-22, io.SEEK_END) == size - 22
+    assert reader.read(22) == data[-22:]
+    # The far read keeps 64 KiB before it too (a zip's directory is read backwards from its end).
+    assert obj.ranges == [(None, None), (size - 22 - 64 * KIB, size)]
+    assert obj.streams[0].bytes_served == 64 * KIB  # one small chunk, not the 40 MiB up to the end
+    reader.seek(100)
+    header = bytearray(30)
+    assert reader.readinto(header) == 30
+    assert header == data[100:130]
+    record = bytearray(20 * MIB)
+    assert reader.readinto(record) == len(record)
+    assert record == data[130 : 130 + 20 * MIB]
+    assert len(obj.streams) == 2
+    kept = sum(len(chunk) for chunk in reader._chunks)
+    assert kept == 64 * KIB + 64 * KIB + 22  # the record went straight into its buffer, not kept
+    reader.seek(0)
+    assert reader.read() == data
+    assert obj.ranges[2:] == [(64 * KIB, 130 + 20 * MIB)]
+
+
+def test_a_small_readinto_keeps_a_small_chunk_not_a_whole_part() -> None:
+    data = random.Random(9).randbytes(20 * MIB)
+    obj = FakeObject(data, chunk_size=8 * MIB)
+    reader = obj.sequential()
+    header = bytearray(30)
+    assert reader.readinto(header) == 30
+    assert obj.streams[0].bytes_served == _sequential.SMALL_READ_CHUNK_BYTES
+    record = bytearray(10 * MIB)
+    assert reader.readinto(record) == len(record)
+    assert record == data[30 : 30 + 10 * MIB]
+    assert obj.streams[0].bytes_served == 30 + 10 * MIB
+    assert sum(len(chunk) for chunk in reader._chunks) == _sequential.SMALL_READ_CHUNK_BYTES
+
+
+def test_a_far_read_then_reading_on_into_it_uses_what_was_kept() -> None:
+    size = 30 * MIB
+    data = random.Random(10).randbytes(size)
+    obj = FakeObject(data, chunk_size=MIB)
+    reader = obj.sequential()
+    assert reader.read(10) == data[:10]
+    reader.seek(20 * MIB)
+    assert reader.read(10) == data[20 * MIB : 20 * MIB + 10]  # a second stream, far ahead
+    reader.seek(0)
+    assert reader.read() == data  # the first stream stops where the second one's bytes begin
+    assert obj.ranges == [(None, None), (20 * MIB - 64 * KIB, size)]
+    served = sum(stream.bytes_served for stream in obj.streams)
+    # Nothing twice but what the first stream's last chunk (1 MiB, from 64 KiB on) has of the
+    # 64 KiB kept before the far read: the first stream was opened to the end of the object.
+    assert served == size + 128 * KIB
 
 
 def test_close_closes_the_stream_and_drops_chunks() -> None:
