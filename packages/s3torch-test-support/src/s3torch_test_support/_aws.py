@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pytest
+if TYPE_CHECKING:  # the demo and the benchmarks import this package without pytest
+    import pytest
 
 #: The region of every moto bucket of the tests.
 REGION = "us-east-1"

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pytest
+if TYPE_CHECKING:  # the demo and the benchmarks import this package without pytest
+    import pytest
 
 
 def force_get_mode(monkeypatch: pytest.MonkeyPatch, mode: str) -> dict[str, Any]:
