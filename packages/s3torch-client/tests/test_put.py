@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from s3torch.client import PutObjectStream, S3Exception
+from s3torch.client._part_buffers import PartBuffers
 from s3torch.client._transport import Transport
 
 
@@ -191,3 +192,55 @@ def test_large_writes_are_not_copied_whole(s3: MockS3) -> None:
     writer.close()
     assert s3.etag("big").endswith('-5"')
     assert len(s3.read("big")) == 4 * PART + 1
+
+
+def test_part_buffers_are_reused_across_uploads_and_never_leak_old_bytes(s3: MockS3) -> None:
+    """An upload's part buffers go back to its transport and serve the next upload (fresh
+    memory costs page faults); only the bytes written to an upload are ever sent."""
+    transport = s3.client._transport
+    first = payload(int(3.5 * PART), seed=1)
+    with s3.client.put_object(s3.bucket, "first") as writer:
+        writer.write(first)
+    idle = transport.part_buffers.idle_bytes()
+    assert 0 < idle <= transport.concurrency * PART
+    reused = {id(buffer) for buffer in transport.part_buffers._idle}
+
+    second = payload(PART + 3, seed=2)  # shorter: the buffers hold the first upload's bytes
+    with s3.client.put_object(s3.bucket, "second") as writer:
+        writer.write(second)
+        assert id(writer.stream._buffer) in reused
+    small = b"tiny"
+    with s3.client.put_object(s3.bucket, "small") as writer:
+        writer.write(small)
+        assert id(writer.stream._buffer) in reused
+    assert s3.read("first") == first
+    assert s3.read("second") == second
+    assert s3.read("small") == small
+    assert transport.part_buffers.idle_bytes() <= transport.concurrency * PART
+
+
+def test_part_buffers_keep_at_most_their_byte_limit() -> None:
+    buffers = PartBuffers(limit_bytes=100)
+    buffers.give(bytearray(101))  # larger than the limit: not kept
+    assert buffers.idle_bytes() == 0
+    first, second, third = bytearray(40), bytearray(40), bytearray(30)
+    for buffer in (first, second, third):
+        buffers.give(buffer)
+    assert buffers.idle_bytes() == 110 - 40  # the oldest went
+    assert buffers.take(40) is second
+    assert len(buffers.take(40)) == 40  # none idle of that size: a new one
+    assert buffers.take(30) is third
+    assert buffers.idle_bytes() == 0
+
+
+def test_part_buffers_of_an_aborted_upload_are_reused(s3: MockS3) -> None:
+    transport = s3.client._transport
+    writer = s3.client.put_object(s3.bucket, "aborted")
+    writer.write(payload(int(2.5 * PART)))
+    writer.abort()
+    assert transport.part_buffers.idle_bytes() >= 2 * PART
+    data = payload(10, seed=3)
+    with s3.client.put_object(s3.bucket, "after") as writer:
+        writer.write(data)
+    assert s3.read("after") == data
+    assert not s3.exists("aborted")

@@ -90,7 +90,8 @@ class PutObjectStream:
         if if_none_match is not None:
             self._headers["If-None-Match"] = if_none_match
             self._publish_condition["IfNoneMatch"] = if_none_match
-        self._buffer = bytearray(self._part_size)
+        self._buffers = transport.part_buffers
+        self._buffer = self._buffers.take(self._part_size)
         self._filled = 0
         self._part_number = 0
         self._upload_id: str | None = None
@@ -100,7 +101,6 @@ class PutObjectStream:
         self._in_flight: deque[tuple[int, bytearray, Future[tuple[str, str | None]]]] = deque()
         self._in_flight_bytes = 0
         self._etags: list[dict[str, Any]] = []
-        self._spare: list[bytearray] = []
         self._lock = threading.Lock()
         self._closed = False
         self._failed: BaseException | None = None
@@ -167,19 +167,12 @@ class PutObjectStream:
         self._in_flight.append((self._part_number, buffer, future))
         self._in_flight_bytes += len(buffer)
         next_size = part_size_for(self._part_number + 1, self._part_size)
-        self._buffer = self._take_spare(next_size)
+        self._buffer = self._buffers.take(next_size)
         self._filled = 0
 
     @_as_caller  # on the transport's thread
     def _put_part(self, *args: Any, **options: Any) -> tuple[str, str | None]:
         return self._transport.put_bytes(*args, **options)
-
-    def _take_spare(self, size: int) -> bytearray:
-        while self._spare:
-            buffer = self._spare.pop()
-            if len(buffer) == size:
-                return buffer
-        return bytearray(size)
 
     def _collect_oldest(self) -> None:
         part_number, buffer, future = self._in_flight.popleft()
@@ -189,7 +182,7 @@ class PutObjectStream:
         if checksum is not None:
             part["ChecksumCRC32"] = checksum
         self._etags.append(part)
-        self._spare.append(buffer)
+        self._buffers.give(buffer)
 
     @_as_caller
     def close(self) -> None:
@@ -226,8 +219,8 @@ class PutObjectStream:
             self._fail(error)
             raise
         finally:
-            self._buffer = bytearray()
-            self._spare.clear()
+            # Every request that used a buffer has ended (or _fail waited for it).
+            self._release_buffer()
 
     def _complete(self) -> None:
         try:
@@ -275,12 +268,18 @@ class PutObjectStream:
         for _, _, future in self._in_flight:
             if not future.cancelled():
                 future.exception()  # wait: a part still sending must not land after the abort
+        for _, buffer, _ in self._in_flight:
+            self._buffers.give(buffer)  # every part's request has ended or never started
         self._in_flight.clear()
-        self._buffer = bytearray()
+        self._release_buffer()
         upload_id, self._upload_id = self._upload_id, None
         if upload_id is not None:
             abort_or_warn(self._transport, self.bucket, self.key, upload_id)
         self._account_for_lost_creates(upload_id)
+
+    def _release_buffer(self) -> None:
+        buffer, self._buffer = self._buffer, bytearray()
+        self._buffers.give(buffer)
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         raise TypeError(

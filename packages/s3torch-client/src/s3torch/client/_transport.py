@@ -39,6 +39,7 @@ from ._endpoint import BucketEndpoint, Endpoints, idle_connections
 from ._exceptions import ERROR_BODY_BYTES, S3Exception, client_error, error_of, translate
 from ._express import PutRequest, get_range_via_client, put_via_client
 from ._metrics import Counters
+from ._part_buffers import PartBuffers
 from ._retry import Attempts, may_have_published, retry_after, retry_delay, retryable
 from ._sigv4 import Credentials, canonical_query
 from ._urllib3_compat import Urllib3Body
@@ -87,6 +88,8 @@ class Transport:
         self.endpoints = Endpoints(self.client, region, config)
         self.executor = _resources.shared_executor(_resources.ExecutorRole.PARTS, config.concurrency)
         self.request_payer = {"RequestPayer": "requester"} if config.requester_pays else {}
+        # Upload part buffers, reused across uploads (``_part_buffers``).
+        self.part_buffers = PartBuffers(config.concurrency * config.part_size)
         # Upload integrity as boto3 does it: CRC32 on every PUT unless checksums are asked for only
         # "when_required" (AWS_REQUEST_CHECKSUM_CALCULATION, for stores that reject them).
         calculation = getattr(self.client.meta.config, "request_checksum_calculation", None) or "when_supported"
@@ -316,5 +319,7 @@ class Transport:
     def close(self) -> None:
         """Close the idle connections of our pools; the transport stays usable (a later request
         opens new ones). botocore's pools are left to it: closing them would fail a request a
-        daemon thread still makes through them. The thread pool is ``_resources``'s."""
+        daemon thread still makes through them. The thread pool is ``_resources``'s. Idle upload
+        buffers are dropped."""
         self.endpoints.close()
+        self.part_buffers.clear()
