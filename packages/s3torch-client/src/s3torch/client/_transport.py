@@ -25,7 +25,6 @@ from typing import Any
 from urllib.parse import quote
 
 import botocore
-import botocore.session
 import urllib3.exceptions
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
@@ -33,6 +32,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from . import _resources
 from ._before_send import BeforeSend
 from ._body import RawResponse
+from ._botocore_session import new_session
 from ._config import S3ClientConfig
 from ._control_hooks import THROTTLE_CODES, THROTTLE_STATUS, ControlHooks, current_user_agent
 from ._endpoint import BucketEndpoint, Endpoints, idle_connections
@@ -61,7 +61,7 @@ class Transport:
         self.region = region
         self.config = config
         self.concurrency = config.concurrency
-        session = botocore.session.Session(profile=config.profile)
+        session = new_session(config.profile)
         botocore_config = Config(
             region_name=region,
             signature_version=botocore.UNSIGNED if config.unsigned else None,
