@@ -3,6 +3,7 @@ ranks x 2 workers, and resuming mid-epoch in a new process."""
 
 from __future__ import annotations
 
+import gc
 import hashlib
 from collections import Counter
 from collections.abc import Iterator
@@ -73,6 +74,22 @@ def test_map_dataset_in_dataloader_workers(s3: S3TestEnv, start_method: str) -> 
     assert len(batches) == 5
     items = [item for batch in batches for item in batch]
     assert Counter(items) == Counter(objects.items())
+
+
+def test_forked_workers_leave_their_inherited_objects_to_the_parent(s3: S3TestEnv) -> None:
+    # A forked worker's first full garbage collection would walk (and copy, page by page) the
+    # whole heap it inherited; the datasets freeze it when the worker starts iterating.
+    put_objects(s3, "frozen/", count=4)
+    frozen_counts = {
+        "iterable": list(
+            loader(iterable_dataset(s3.location, "frozen/", transform=lambda _: gc.get_freeze_count()), "fork")
+        ),
+        "map": list(loader(map_dataset(s3.location, "frozen/", transform=lambda _: gc.get_freeze_count()), "fork")),
+    }
+    for kind, counts in frozen_counts.items():
+        assert len(counts) == (8 if kind == "iterable" else 4), kind  # unsharded iterable: both workers read all 4
+        assert all(count > 0 for count in counts), kind
+    assert gc.get_freeze_count() == 0  # and the main process is left as it was
 
 
 def test_distributed_two_ranks_two_workers(s3: S3TestEnv) -> None:

@@ -160,3 +160,25 @@ def test_factories_forward_every_argument(dataset: Any) -> None:
         assert (built.region, built.endpoint) == ("eu-west-1", "http://e")
         assert built._s3client_config is config and built._reader_constructor is constructor
         assert (built._prefetch, built._shuffle, built._seed) == (3, True, 7)
+
+
+def test_only_a_forked_dataloader_worker_freezes_what_it_inherited(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+    import os
+
+    import torch.utils.data
+
+    from s3torch.datasets import _common
+
+    frozen: list[int] = []
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(os.getpid()))
+    monkeypatch.setattr(_common, "_frozen_in", None)
+    _common.freeze_inherited_objects()  # the main process: not a worker
+    assert frozen == []
+    monkeypatch.setattr(torch.utils.data, "get_worker_info", object)
+    _common.freeze_inherited_objects()  # a worker that imported s3torch itself (spawn): no parent heap
+    assert frozen == []
+    monkeypatch.setattr(_common, "_IMPORTED_IN", -1)  # s3torch came from the parent: a forked worker
+    _common.freeze_inherited_objects()
+    _common.freeze_inherited_objects()
+    assert frozen == [os.getpid()]  # once per process

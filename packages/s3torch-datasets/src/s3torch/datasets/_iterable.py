@@ -20,6 +20,7 @@ from ._common import (
     build_from_factory,
     check_options,
     deliverable,
+    freeze_inherited_objects,
     get_objects_from_prefix,
     identity,
     listed_objects,
@@ -161,9 +162,11 @@ class S3IterableDataset(torch.utils.data.IterableDataset[Any]):
         # (rank, world_size) of the process that pickled this dataset, for DataLoader workers
         # started with spawn/forkserver, which have no process group of their own.
         self._inherited_rank: tuple[int, int] | None = None
-        # Made now, though only used on first access: a bad endpoint or s3client_config raises
-        # here rather than in a DataLoader worker. It costs no connection.
-        self._get_client()
+        # Made now, though only used on first access: a bad s3client_config raises here rather
+        # than in a DataLoader worker. It costs no connection; botocore's model data is read now
+        # so that forked DataLoader workers inherit it (each would otherwise read it again, every
+        # epoch, before its first sample).
+        self._get_client().preload()
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -343,6 +346,7 @@ class S3IterableDataset(torch.utils.data.IterableDataset[Any]):
     def _iterate(self, progress: _Progress, shard: Shard) -> Iterator[Any]:
         # Runs from the first next(): only an iteration that started counts as one.
         self._next = _NextIteration(progress.epoch + 1)
+        freeze_inherited_objects()
         logger.debug(
             "S3IterableDataset iteration: epoch %d, %s, shard %d of %d, from position %d",
             progress.epoch,

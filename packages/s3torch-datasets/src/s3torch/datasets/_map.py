@@ -18,6 +18,7 @@ from ._common import (
     build_from_factory,
     check_options,
     deliverable,
+    freeze_inherited_objects,
     get_objects_from_prefix,
     identity,
     listed_objects,
@@ -90,9 +91,11 @@ class S3MapDataset(torch.utils.data.Dataset[Any]):
         self._objects: list[S3BucketKeyData] | None = None
         self._order: list[int] | None = None  # the permutation of self._epoch, when shuffling
         self._prefetch_gate: PrefetchGate | None = None  # this process's measure of the store
-        # Made now, though only used on first access: a bad endpoint or s3client_config raises
-        # here rather than in a DataLoader worker. It costs no connection.
-        self._get_client()
+        # Made now, though only used on first access: a bad s3client_config raises here rather
+        # than in a DataLoader worker. It costs no connection; botocore's model data is read now
+        # so that forked DataLoader workers inherit it (each would otherwise read it again, every
+        # epoch, before its first sample).
+        self._get_client().preload()
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -218,11 +221,13 @@ class S3MapDataset(torch.utils.data.Dataset[Any]):
         )
 
     def __getitem__(self, index: int) -> Any:
+        freeze_inherited_objects()
         return deliverable(self._transform(self._open_reader(self._item(index))))
 
     def __getitems__(self, indices: Sequence[int]) -> list[Any]:
         """The items of a batch (a DataLoader with batching calls this): their GETs are started
         up to ``prefetch`` at a time, the transform runs on each in order."""
+        freeze_inherited_objects()
         items = [self._item(index) for index in indices]
         if self._prefetch_gate is None:
             self._prefetch_gate = PrefetchGate()
