@@ -22,9 +22,13 @@ Prefetching is adaptive, as the transport's parallel parts are: handing a GET to
 about 0.15 ms of CPU, which a store answering within a fraction of a millisecond (a server on
 the same host) never pays back. So the first objects are started in the caller's thread and how
 long their GETs wait for the response head (wall time minus CPU time) is measured: threads are
-used only when that wait is at least ``PREFETCH_MIN_WAIT_SECONDS`` (S3 answers after tens of
-milliseconds); otherwise readers are left to start their GET when first read, as without
-prefetching. The decision is taken again after ``PREFETCH_DECISION_OBJECTS`` objects.
+used only when the *shortest* of those waits is at least ``PREFETCH_MIN_WAIT_SECONDS`` (S3
+answers after tens of milliseconds); otherwise readers are left to start their GET when first
+read, as without prefetching. The shortest, because a busy machine only ever adds to a wait: a
+thread woken by its response may wait milliseconds for a core while other processes (the other
+DataLoader workers, just forked) run, which is no reason to prefetch, and prefetching would make
+a CPU-bound process slower still. One wait under the threshold therefore decides at once. The
+decision is taken again after ``PREFETCH_DECISION_OBJECTS`` objects.
 
 Errors keep their place: a failed GET, reader construction or listing page is raised when the
 caller reaches that object, not earlier.
@@ -35,7 +39,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import statistics
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -53,8 +56,8 @@ logger = logging.getLogger(__name__)
 #: first-byte latency per request (S3-like) one process then reaches about 16 / 21 ms = 750
 #: objects/s of small objects, where reading one object at a time reaches about 45.
 DEFAULT_PREFETCH = 16
-#: Prefetch threads are used when GETs wait at least this long for their response head (median
-#: of the last ``PREFETCH_PROBE_OBJECTS`` GETs started in the caller's thread).
+#: Prefetch threads are used when GETs wait at least this long for their response head (each of
+#: ``PREFETCH_PROBE_OBJECTS`` GETs started in the caller's thread).
 PREFETCH_MIN_WAIT_SECONDS = 0.0005
 PREFETCH_PROBE_OBJECTS = 3
 #: Objects read after a decision (prefetch threads or not) before the store's wait is measured again.
@@ -99,9 +102,11 @@ def _close_when_done(reader: S3Reader, _future: Future[Any]) -> None:
 
 
 class PrefetchGate:
-    """Whether prefetching pays off against the store. The wait of a few GETs started in the
-    caller's thread (``observe``) decides for the next ``decision_objects`` objects
-    (``consumed``); then it is measured again."""
+    """Whether prefetching pays off against the store. The waits of a few GETs started in the
+    caller's thread (``observe``) decide for the next ``decision_objects`` objects
+    (``consumed``); then they are measured again. Prefetching needs every one of
+    ``probe_objects`` waits to reach ``min_wait_seconds``; one shorter wait decides against it at
+    once (contention for the CPU lengthens waits, it never shortens one)."""
 
     def __init__(
         self,
@@ -127,9 +132,9 @@ class PrefetchGate:
 
     def observe(self, wait_seconds: float) -> None:
         self._waits.append(wait_seconds)
-        if len(self._waits) < (self._waits.maxlen or 1):
+        if wait_seconds >= self._min_wait and len(self._waits) < (self._waits.maxlen or 1):
             return
-        wait = statistics.median(self._waits)
+        wait = min(self._waits)
         self._waits.clear()
         self._prefetch = wait >= self._min_wait
         self._decided_left = self._decision_objects
