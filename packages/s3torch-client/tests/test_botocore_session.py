@@ -9,6 +9,7 @@ from typing import Any
 import botocore.exceptions
 import botocore.loaders
 import botocore.parsers
+import botocore.session
 import pytest
 from botocore.utils import parse_timestamp
 from client_unit_support import REGION, MockS3
@@ -94,3 +95,11 @@ def test_listings_do_not_use_botocores_slow_timestamp_parser(s3: MockS3, monkeyp
     (page,) = list(MockS3.new_client(max_attempts=8).list_objects(s3.bucket, "listed/"))
     (info,) = page.object_info
     assert info.last_modified == int(expected.timestamp())
+
+
+def test_a_profile_is_preloaded_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    S3Client(REGION).preload()
+    built: list[Any] = []
+    monkeypatch.setattr(botocore.session.Session, "create_client", lambda *args, **kwargs: built.append(args))
+    S3Client("eu-west-1").preload()  # every dataset built calls it: only the first one costs
+    assert built == []

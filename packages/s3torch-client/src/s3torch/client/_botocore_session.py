@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 # the children it forks. Two threads racing on a first use may each build one; one wins, the
 # other is used once: no lock, so a fork can never inherit one held.
 _loaders: dict[Any, botocore.loaders.Loader] = {}
+# The profiles whose model data this process (or the one it was forked from) preloaded.
+_preloaded: set[str | None] = set()
 
 
 def parse_response_timestamp(value: Any) -> datetime.datetime:
@@ -73,8 +75,12 @@ def preload_model_data(profile: str | None, region: str) -> None:
 
     Only an optimisation: when botocore cannot build the client (a profile that does not exist,
     say), nothing is loaded and the same error is raised where the transport is first used."""
+    if profile in _preloaded:
+        return
     try:
         session = new_session(profile)
         session.create_client("s3", region_name=region, config=Config(signature_version=botocore.UNSIGNED))
     except BotoCoreError as error:
         logger.debug("botocore's S3 model data not preloaded: %s", error)
+        return
+    _preloaded.add(profile)
