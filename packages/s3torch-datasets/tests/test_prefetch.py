@@ -273,6 +273,27 @@ def test_prefetch_threads_only_when_the_store_makes_gets_wait() -> None:
     assert slow.max_ahead > 1
 
 
+def test_time_waiting_for_a_core_is_not_the_stores_latency(monkeypatch: pytest.MonkeyPatch) -> None:
+    from s3torch.datasets import _prefetch
+
+    objects = small_objects(30)
+    # As if the probing thread had spent all its waits runnable in the kernel's run queue (a
+    # machine whose cores are busy elsewhere): the store answered at once, no threads are used.
+    monkeypatch.setattr(_prefetch, "_queued_seconds", time.perf_counter)
+    store = FakeStore(objects, latency=0.002)
+    assert consume(PrefetchingReaders(items_of(objects), opener(store), 8, 1000), store) == objects
+    assert store.max_ahead <= 1
+
+
+def test_run_queue_time_reads_as_zero_where_the_kernel_does_not_tell(monkeypatch: pytest.MonkeyPatch) -> None:
+    from s3torch.datasets import _prefetch
+
+    assert _prefetch._queued_seconds() >= 0.0
+    monkeypatch.setattr(_prefetch, "_SCHEDSTAT", "/nonexistent/schedstat")
+    assert _prefetch._queued_seconds() == 0.0
+    assert _prefetch._SCHEDSTAT is None  # not tried again
+
+
 def test_gate_decides_again_after_its_objects() -> None:
     gate = PrefetchGate(min_wait_seconds=0.001, probe_objects=3, decision_objects=4)
     assert gate.probing and not gate.prefetching

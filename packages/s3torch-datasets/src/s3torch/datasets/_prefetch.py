@@ -24,11 +24,13 @@ the same host) never pays back. So the first objects are started in the caller's
 long their GETs wait for the response head (wall time minus CPU time) is measured: threads are
 used only when the *shortest* of those waits is at least ``PREFETCH_MIN_WAIT_SECONDS`` (S3
 answers after tens of milliseconds); otherwise readers are left to start their GET when first
-read, as without prefetching. The shortest, because a busy machine only ever adds to a wait: a
+read, as without prefetching. A busy machine lengthens waits without the store being slow: a
 thread woken by its response may wait milliseconds for a core while other processes (the other
-DataLoader workers, just forked) run, which is no reason to prefetch, and prefetching would make
-a CPU-bound process slower still. One wait under the threshold therefore decides at once. The
-decision is taken again after ``PREFETCH_DECISION_OBJECTS`` objects.
+DataLoader workers, just forked) run, and prefetching would make such a CPU-bound process slower
+still. So the time the thread spent in the run queue is not counted as waiting (Linux's
+``/proc/thread-self/schedstat``), and the shortest wait decides, not a typical one: one wait under
+the threshold decides against threads at once. The decision is taken again after
+``PREFETCH_DECISION_OBJECTS`` objects.
 
 Errors keep their place: a failed GET, reader construction or listing page is raised when the
 caller reaches that object, not earlier.
@@ -82,6 +84,37 @@ def effective_prefetch(prefetch: int, transform: Callable[[S3Reader], Any]) -> i
     """No prefetching for the default transform: it hands readers to the caller, who may keep
     many before reading them, and a started reader holds a connection until it is read."""
     return 0 if transform is identity else prefetch
+
+
+# Linux: nanoseconds this thread ran, then spent runnable waiting for a core. None elsewhere
+# (or where the kernel does not keep them), once a read failed.
+_SCHEDSTAT: str | None = "/proc/thread-self/schedstat"
+
+
+def _queued_seconds() -> float:
+    """Seconds this thread has spent runnable without a core (0.0 where that is not known)."""
+    global _SCHEDSTAT
+    if _SCHEDSTAT is None:
+        return 0.0
+    try:
+        with open(_SCHEDSTAT, "rb") as stat:
+            return int(stat.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        _SCHEDSTAT = None
+        return 0.0
+
+
+def _thread_clocks() -> tuple[float, float, float]:
+    return time.perf_counter(), time.thread_time(), _queued_seconds()
+
+
+def _waited_since(started: tuple[float, float, float]) -> float:
+    """How long this thread waited since ``started`` for something other than a core: wall time
+    minus its CPU time and minus its time in the run queue (a thread woken by its response on a
+    busy machine may wait milliseconds for a core, which says nothing of the store)."""
+    wall, cpu, queued = started
+    now_wall, now_cpu, now_queued = _thread_clocks()
+    return (now_wall - wall) - (now_cpu - cpu) - (now_queued - queued)
 
 
 def _prefetch_reader(reader: S3Reader) -> int | None:
@@ -312,9 +345,9 @@ class PrefetchingReaders(Iterator[tuple[S3BucketKeyData, S3Reader]]):
                     size = _prefetch_reader(entry.reader)
                 elif in_caller and self._depth and self._gate.probing:
                     # Started here, now: how long it waits tells whether prefetch threads pay.
-                    wall, cpu = time.perf_counter(), time.thread_time()
+                    started = _thread_clocks()
                     size = _prefetch_reader(entry.reader)
-                    self._gate.observe((time.perf_counter() - wall) - (time.thread_time() - cpu))
+                    self._gate.observe(_waited_since(started))
                 # else: the reader starts its GET when the transform first reads.
         except BaseException:
             if entry.reader is not None:
