@@ -5,7 +5,8 @@ run in-process (plus, for those that fork workers, the workers that ended during
 child itself (``wait4``) for external programs such as curl. The servers run in other
 processes, so their CPU is never counted. Peak RSS is the process's high-water mark during the
 run (Linux: reset before each run through ``/proc/self/clear_refs``), plus the largest sum of
-its worker processes' private memory seen while they ran (sampled every 20 ms); its growth is
+its worker processes' private memory seen while they ran (sampled every 20 ms, or less often
+when a sample costs more than 5% of that: see ``PeakMemory``); its growth is
 that peak above the process's RSS when the run began: what the contender itself needed. Contenders of one scenario run
 interleaved: every round runs each of them once, starting one further down the list each round,
 so a drift of the machine (page cache, thermal, a noisy neighbour) spreads over all of them.
@@ -128,6 +129,12 @@ def _children_pids() -> list[int]:
     return pids
 
 
+#: How often DataLoader workers' memory is sampled, at most; and the most of one core the
+#: sampling may take (it samples less often when a sample costs more).
+SAMPLE_SECONDS = 0.02
+SAMPLER_MAX_SHARE = 0.05
+
+
 class PeakMemory:
     """The peak RSS of this process during a block (and, with ``children``, the largest sum
     of its child processes' RSS seen while it ran). ``peak`` is None where /proc does not tell."""
@@ -142,10 +149,16 @@ class PeakMemory:
         self.growth: int | None = None
 
     def _sample(self) -> None:
-        while not self._stop.wait(0.02):
+        interval = SAMPLE_SECONDS
+        while not self._stop.wait(interval):
+            started = time.thread_time()
             # A forked worker shares its parent's pages: count only its own (private) ones.
             total = sum(_private_kib(pid) for pid in _children_pids())
             self._children_peak_kib = max(self._children_peak_kib, total)
+            # The instrument must not weigh on what it measures: smaps_rollup walks a worker's
+            # page tables, ~8 ms of CPU for a torch worker here, so two workers sampled every
+            # 20 ms took half a core from a 2-core machine, charged to the contender's CPU.
+            interval = max(SAMPLE_SECONDS, (time.thread_time() - started) / SAMPLER_MAX_SHARE)
 
     def __enter__(self) -> PeakMemory:
         try:
