@@ -27,6 +27,11 @@ def test_serves_s3_as_soon_as_started_and_stops(in_child_process: bool, tmp_path
         port, pid = server.port, server.pid
         assert (pid is not None) == in_child_process
         boto = boto3_client(REGION, server.endpoint)  # no wait: start() returned, so it answers
+        # In this process every moto server shares moto's one store, where earlier tests (through
+        # the session's server) left buckets behind; a child process starts empty.
+        if not in_child_process:
+            server.reset()
+        assert boto.list_buckets()["Buckets"] == []
         boto.create_bucket(Bucket="s3torch-moto-starter")
         assert [entry["Name"] for entry in boto.list_buckets()["Buckets"]] == ["s3torch-moto-starter"]
         server.reset()

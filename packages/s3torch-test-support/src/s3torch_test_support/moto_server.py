@@ -44,8 +44,9 @@ def _threaded_server() -> Any:
 class MotoServer:
     """A moto S3 server on 127.0.0.1 (``endpoint``, ``host``, ``port`` once started).
 
-    In this process by default; with ``in_child_process=True`` in a child Python whose standard
-    error goes to ``log_path`` (or is discarded), and whose ``pid`` is known.
+    In this process by default, where every moto server (and ``mock_aws``) shares moto's one
+    process-wide store; with ``in_child_process=True`` in a child Python, which starts empty, whose
+    standard error goes to ``log_path`` (or is discarded), and whose ``pid`` is known.
     """
 
     def __init__(self, *, in_child_process: bool = False, log_path: Path | None = None) -> None:
