@@ -132,14 +132,19 @@ def test_small_read_loads_the_buffer_from_the_position() -> None:
     assert obj.ranges == [(10, 110), (200, 250)]  # clamped to the size
 
 
-def test_read_before_the_buffer_loads_it_again() -> None:
+@pytest.mark.parametrize(
+    ("back_to", "second_get"),
+    [(300, (300, 400)), (450, (450, 500))],
+    ids=["far-before-loads-it-again", "just-before-fetches-only-the-gap"],
+)
+def test_read_before_the_buffer(back_to: int, second_get: tuple[int, int]) -> None:
     obj = FakeObject(DATA)
     reader = obj.ranged(100)
     reader.seek(500)
     assert reader.read(10) == DATA[500:510]
-    reader.seek(450)
-    assert reader.read(10) == DATA[450:460]
-    assert obj.ranges == [(500, 600), (450, 550)]
+    reader.seek(back_to)
+    assert reader.read(80) == DATA[back_to : back_to + 80]  # near: the gap, then the kept buffer
+    assert obj.ranges == [(500, 600), second_get]
 
 
 @pytest.mark.parametrize("how", ["read", "readinto"])
@@ -362,6 +367,23 @@ def test_a_short_forward_skip_counts_as_sequential() -> None:
         assert reader.read(100 * KIB) == data[position : position + 100 * KIB]
         position += 100 * KIB + 64  # padding between items, as in archives and checkpoints
     assert len(obj.ranges) <= 5
+
+
+def test_archives_read_trailer_first_are_fetched_in_few_gets() -> None:
+    # torch.load of each item of a DCP file (torch's read_data on a range-based reader): the
+    # zip trailer at the item's end first, then back to its records and data, item after item.
+    item, items = 200 * KIB, 100
+    data = random.Random(24).randbytes(item * items)
+    obj = FakeObject(data)
+    reader = obj.ranged()
+    for start in range(0, len(data), item):
+        reader.seek(start + item - 4 * KIB)
+        assert reader.read(4 * KIB) == data[start + item - 4 * KIB : start + item]
+        reader.seek(start)
+        assert reader.read(64) == data[start : start + 64]
+        assert reader.read(item - 64) == data[start + 64 : start + item]
+    assert len(obj.ranges) <= 8
+    assert sum(end - start for start, end in obj.ranges) <= len(data) + 2 * DEFAULT_BUFFER_SIZE
 
 
 @pytest.mark.parametrize("buffer_size", [1, 1000, 64 * KIB, 3 * MIB])

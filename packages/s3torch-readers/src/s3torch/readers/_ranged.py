@@ -52,8 +52,11 @@ class RangedS3Reader(S3Reader):
     (or just what is asked, straight into the destination, when that is at least the read-ahead).
     The read-ahead adapts: it starts at 1 MiB, grows fourfold with each fetch that continues
     where the previous read ended (or skips ahead by less than the read-ahead), up to
-    ``buffer_size``, and drops to 64 KiB when a read jumps elsewhere. So small sequential reads
-    coalesce into few large GETs, and random reads fetch little more than they ask for. Reads of
+    ``buffer_size``, and drops to 64 KiB when a read jumps elsewhere. A read that steps back by
+    at most the read-ahead to just before the buffer (a parser going from an archive's trailer
+    back to its records, as ``torch.load`` does) fetches only the gap and keeps the buffer. So
+    small sequential reads coalesce into few large GETs, and random reads fetch little more than
+    they ask for. Reads of
     at least ``buffer_size`` (or with ``buffer_size=0``) always go from the socket straight into
     the destination. A read that starts inside the buffer and runs past it takes the buffered
     part and fetches only the rest. Memory: at most ``buffer_size``.
@@ -127,6 +130,8 @@ class RangedS3Reader(S3Reader):
         if self._buffer_size == 0 or len(view) >= self._buffer_size:
             self._fetch(view, start)
             return
+        if self._extend_buffer_back(view, start):
+            return
         if self._last_end is not None:  # the first read keeps the initial read-ahead
             grown = self._readahead * READAHEAD_GROWTH if continues else MIN_READAHEAD
             self._readahead = min(self._buffer_size, grown)
@@ -144,6 +149,24 @@ class RangedS3Reader(S3Reader):
         self._fetch(buffer, start)
         self._buffer_end = start + size
         view[:] = buffer[: len(view)]
+
+    def _extend_buffer_back(self, view: memoryview, start: int) -> bool:
+        """Serve a read that steps back a little before the buffer (a parser going back from an
+        archive's trailer to its record) by fetching only the gap and keeping what is buffered;
+        False when the read is not such a step. The read-ahead stays as it is: this is not a jump."""
+        buffer, old_start = self._buffer, self._buffer_start
+        gap = old_start - start
+        if buffer is None or not 0 < gap <= self._readahead:
+            return False
+        kept = min(self._buffer_end - old_start, self._buffer_size - gap)
+        if start + len(view) > old_start + kept:
+            return False
+        extended = bytearray(gap + kept)
+        self._fetch(memoryview(extended)[:gap], start)
+        extended[gap:] = memoryview(buffer)[:kept]
+        self._buffer, self._buffer_start, self._buffer_end = extended, start, old_start + kept
+        view[:] = memoryview(extended)[: len(view)]
+        return True
 
     def read(self, size: int | None = None) -> bytes:
         """Read up to ``size`` bytes; everything to the end for None or a negative size."""
