@@ -16,7 +16,8 @@ The first request asks for one part. What it shows decides the rest:
 
 Every request after the first carries ``If-Match`` with the first response's ETag, so an object
 replaced mid-read raises ``ObjectChangedError`` instead of mixing versions. A connection lost
-mid-body is resumed from the last byte received, up to ``max_attempts`` times without progress.
+mid-body is resumed from the last byte received, up to ``max_attempts`` times without progress
+(``_resumable_body``).
 """
 
 from __future__ import annotations
@@ -28,12 +29,11 @@ from collections import deque
 from concurrent.futures import Future
 from typing import Any
 
-from ._body import BODY_ERRORS, RawResponse, ResponseBody, discard
+from ._body import RawResponse
 from ._control_hooks import calling_as
-from ._exceptions import S3Exception, client_error
 from ._range_check import check_range_response
 from ._resources import ExecutorRole, workers
-from ._retry import retry_delay
+from ._resumable_body import ResumableBody
 from ._transport import Transport
 
 logger = logging.getLogger(__name__)
@@ -45,93 +45,6 @@ LATENCY_THRESHOLD_SECONDS = 0.010
 #: connection: the rest goes as parallel parts. Real S3 gives one connection ~100 MB/s; a local
 #: store gives several hundred even on a busy machine, where parts only cost CPU.
 SLOW_CONNECTION_BYTES_PER_SECOND = 300e6
-
-
-def _body_of(response: RawResponse) -> ResponseBody:
-    # Only a 416 answered through botocore's client comes without one, and it opens no body.
-    if response.body is None:
-        raise S3Exception(f"Client error: an answer of status {response.status} came without its body")
-    return response.body
-
-
-class _Body:
-    """An open response body covering ``[position, end)``; resumes itself when cut, for at most
-    ``max_attempts`` attempts without progress and ``retry_deadline`` seconds after the cut."""
-
-    __slots__ = ("_counted", "_deadline", "_response", "_source", "_stream", "end", "position")
-
-    def __init__(self, stream: GetObjectStream, response: RawResponse, start: int, end: int) -> None:
-        self._stream = stream
-        self._response = response
-        self._source = _body_of(response)  # its readinto goes from the socket straight into our memory
-        self.position = start
-        self.end = end
-        self._counted = start  # bytes below were added to the transport's counters
-        self._deadline = 0.0  # no new resume after this time.monotonic(), set at a cut
-
-    def readinto(self, view: memoryview) -> int:
-        """Read up to ``len(view)`` bytes (fewer only at this body's end); 0 at its end."""
-        wanted = min(len(view), self.end - self.position)
-        if wanted <= 0:
-            self.release()
-            return 0
-        failures = 0
-        filled = 0
-        while filled < wanted:
-            cause: BaseException | None = None
-            try:
-                count = self._source.readinto(view[filled:wanted])
-            except BODY_ERRORS as error:
-                count, cause = 0, error
-            if count:
-                filled += count
-                self.position += count
-                failures = 0
-                continue
-            failures += 1
-            self._resume(failures, cause)
-        if self.position == self.end:
-            self.release()
-        return filled
-
-    def _resume(self, failures: int, cause: BaseException | None) -> None:
-        stream = self._stream
-        self.abandon()
-        now = time.monotonic()
-        if failures == 1:
-            self._deadline = now + stream._retry_deadline
-        delay = retry_delay(failures)
-        if failures >= stream._max_attempts or now + delay >= self._deadline:
-            raise client_error(
-                f"connection lost at byte {self.position} and not resumed after {failures} attempts: {cause}",
-                operation="GetObject",
-                bucket=stream.bucket,
-                key=stream.key,
-            ) from cause
-        logger.debug("GetObject s3://%s/%s resumed at byte %d: %s", stream.bucket, stream.key, self.position, cause)
-        stream._transport.counters.resumed()
-        time.sleep(delay)
-        response = stream._request(self.position, self.end, self._deadline)
-        self._response = response
-        self._source = _body_of(response)
-
-    def _count(self) -> None:
-        count = self.position - self._counted
-        if count:
-            self._stream._transport.counters.received(count)
-            self._counted = self.position
-
-    def release(self) -> None:
-        """Give the connection back to the pool (the body was read to its end)."""
-        self._count()
-        body = self._response.body
-        if body is not None:
-            body.release_conn()
-
-    def abandon(self) -> None:
-        self._count()
-        if self._response.body is not None:
-            discard(self._response.body)
 
 
 class GetObjectStream:
@@ -176,7 +89,7 @@ class GetObjectStream:
         self._requested = self._position  # everything below is requested already
         self.size: int | None = None
         self.etag = etag
-        self._body: _Body | None = None
+        self._body: ResumableBody | None = None
         self._first_request_at = 0.0
         self._first_part_bytes = 0
         self._parallel = False
@@ -224,7 +137,7 @@ class GetObjectStream:
         body_end = checked.end
         assert self.size is not None  # a 200 or 206 that passed the check gives it
         self._limit = self.size if self._end is None else min(self._end, self.size)
-        self._body = _Body(self, response, start, body_end)
+        self._body = ResumableBody(self, response, start, body_end)
         self._requested = body_end
         self._first_part_bytes = body_end - start
         if self._requested < self._limit and first_byte_latency >= LATENCY_THRESHOLD_SECONDS:
@@ -269,7 +182,7 @@ class GetObjectStream:
         except IndexError:
             spare = None
         buffer = memoryview(spare if spare is not None and len(spare) == end - start else bytearray(end - start))
-        body = _Body(self, self._request(start, end), start, end)
+        body = ResumableBody(self, self._request(start, end), start, end)
         try:
             body.readinto(buffer)
         except BaseException:
@@ -302,7 +215,7 @@ class GetObjectStream:
                 self._go_parallel()
                 return self._next_source()
         start = self._requested
-        self._body = _Body(self, self._request(start, self._limit), start, self._limit)
+        self._body = ResumableBody(self, self._request(start, self._limit), start, self._limit)
         self._requested = self._limit
         return True
 
