@@ -6,7 +6,7 @@ import gc
 import logging
 import os
 import pickle
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple, TypeVar
 
 import torch.utils.data
@@ -112,19 +112,7 @@ def check_options(transform: Any, reader_constructor: Any) -> None:
     check_reader_constructor(reader_constructor)
 
 
-_Dataset = TypeVar("_Dataset")
-
-
-def build_from_factory(
-    cls: Callable[..., _Dataset],
-    get_dataset_objects: Callable[[S3Client], Iterable[S3BucketKeyData]],
-    factory_arguments: dict[str, Any],
-    source: str,
-) -> _Dataset:
-    """The dataset ``from_objects``/``from_prefix`` build: ``cls`` with ``get_dataset_objects``
-    and every other argument of the factory (its ``locals()`` when it starts), by name, except
-    ``cls`` and the ``source`` URI argument. The factories keep their explicit upstream signatures
-    and docstrings; this one place forwards them, for both datasets (a unit test checks that each
-    factory takes every keyword its constructor does)."""
-    keywords = {name: value for name, value in factory_arguments.items() if name not in ("cls", source)}
-    return cls(get_dataset_objects=get_dataset_objects, **keywords)
+def sorted_objects(objects: Iterable[S3BucketKeyData]) -> list[S3BucketKeyData]:
+    """Every object, by bucket and key: a listing's order is not guaranteed on every kind of
+    bucket (directory buckets), so a shuffle starts from this order to be the same on every rank."""
+    return sorted(objects, key=lambda item: (item.bucket, item.key))

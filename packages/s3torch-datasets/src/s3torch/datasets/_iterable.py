@@ -3,7 +3,6 @@ shuffled, with the next GETs under way while the current object is transformed."
 
 from __future__ import annotations
 
-import functools
 import itertools
 import logging
 from collections.abc import Callable, Iterable, Iterator
@@ -12,21 +11,12 @@ from typing import Any, TypeVar
 
 import torch.utils.data
 
-from s3torch.client import S3Client, S3ClientConfig, UserAgent, parse_s3_uri
-from s3torch.readers import S3Reader, S3ReaderConstructor, S3ReaderConstructorProtocol
+from s3torch.client import S3Client, S3ClientConfig
+from s3torch.readers import S3Reader, S3ReaderConstructorProtocol
 
-from ._common import (
-    S3BucketKeyData,
-    build_from_factory,
-    check_options,
-    deliverable,
-    freeze_inherited_objects,
-    get_objects_from_prefix,
-    identity,
-    listed_objects,
-    parse_object_uris,
-)
-from ._prefetch import DEFAULT_PREFETCH, PrefetchingReaders, check_prefetch, effective_prefetch
+from ._base import S3DatasetBase, check_epoch, check_seed
+from ._common import S3BucketKeyData, freeze_inherited_objects, identity, sorted_objects
+from ._prefetch import DEFAULT_PREFETCH, PrefetchingReaders, effective_prefetch
 from ._sharding import Shard, current_topology, distributed_rank
 from ._shuffle import buffer_shuffled, permutation
 
@@ -37,18 +27,6 @@ _Dataset = TypeVar("_Dataset", bound="S3IterableDataset")
 _TOPOLOGY_KEYS = ("rank", "world_size", "worker_id", "num_workers")
 
 
-def check_seed(seed: Any) -> int:
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-    return seed
-
-
-def check_epoch(epoch: Any) -> int:
-    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
-        raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")
-    return epoch
-
-
 def _check_buffer_size(size: Any, shuffle: bool) -> int | None:
     if size is None:
         return None
@@ -57,12 +35,6 @@ def _check_buffer_size(size: Any, shuffle: bool) -> int | None:
     if not shuffle:
         raise ValueError("shuffle_buffer_size is set but shuffle is False: pass shuffle=True to shuffle")
     return size
-
-
-def sorted_objects(objects: Iterable[S3BucketKeyData]) -> list[S3BucketKeyData]:
-    """Every object, by bucket and key: a listing's order is not guaranteed on every kind of
-    bucket (directory buckets), so a shuffle starts from this order to be the same on every rank."""
-    return sorted(objects, key=lambda item: (item.bucket, item.key))
 
 
 @dataclass(frozen=True)
@@ -85,7 +57,7 @@ class _Progress:
     topology: Shard
 
 
-class S3IterableDataset(torch.utils.data.IterableDataset[Any]):
+class S3IterableDataset(S3DatasetBase, torch.utils.data.IterableDataset[Any]):
     """An iterable-style dataset of S3 objects (upstream: ``s3torchconnector.S3IterableDataset``).
 
     Build it with ``from_prefix`` or ``from_objects``. Each iteration yields
@@ -124,8 +96,10 @@ class S3IterableDataset(torch.utils.data.IterableDataset[Any]):
             everything first (only with ``shuffle=True``).
     """
 
+    _user_agent_name = "iterable"
+
     # The keyword lists of __init__/from_objects/from_prefix repeat on purpose: the upstream's explicit
-    # signatures and docstrings (issue 11); the logic behind them is one, build_from_factory in _common.
+    # signatures and docstrings (issue 11); the logic behind them is one, in S3DatasetBase.
     def __init__(
         self,
         region: str,
@@ -141,32 +115,19 @@ class S3IterableDataset(torch.utils.data.IterableDataset[Any]):
         seed: int = 0,
         shuffle_buffer_size: int | None = None,
     ) -> None:
-        if not callable(get_dataset_objects):
-            raise TypeError(f"get_dataset_objects must be callable, got {type(get_dataset_objects).__name__}")
-        check_options(transform, reader_constructor)
-        self._region = region  # checked by the client, made at the end
-        self._get_dataset_objects = get_dataset_objects
-        self._endpoint = endpoint
-        self._transform = transform
-        self._s3client_config = s3client_config
-        self._enable_sharding = bool(enable_sharding)
-        self._reader_constructor = reader_constructor or S3ReaderConstructor.default()
-        self._prefetch = check_prefetch(prefetch)
+        super().__init__(
+            region, get_dataset_objects, endpoint, transform, s3client_config, reader_constructor, prefetch, seed
+        )
         self._shuffle = bool(shuffle)
-        self._seed = check_seed(seed)
+        self._enable_sharding = bool(enable_sharding)
         self._shuffle_buffer_size = _check_buffer_size(shuffle_buffer_size, self._shuffle)
-        self._client: S3Client | None = None
         # Set by set_epoch and load_state_dict; once an iteration starts, the epoch after its own.
         self._next = _NextIteration(0)
         self._progress: _Progress | None = None  # the latest iteration
         # (rank, world_size) of the process that pickled this dataset, for DataLoader workers
         # started with spawn/forkserver, which have no process group of their own.
         self._inherited_rank: tuple[int, int] | None = None
-        # Made now, though only used on first access: a bad s3client_config raises here rather
-        # than in a DataLoader worker. It costs no connection; botocore's model data is read now
-        # so that forked DataLoader workers inherit it (each would otherwise read it again, every
-        # epoch, before its first sample).
-        self._get_client().preload()
+        self._preload_client()
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -191,10 +152,7 @@ class S3IterableDataset(torch.utils.data.IterableDataset[Any]):
         Raises:
             ValueError: A URI is not ``s3://bucket/key``; the message quotes it.
         """
-        arguments = dict(locals())  # first, and a copy: the factory's arguments, forwarded by name
-        logger.info("Building %s from_objects", cls.__name__)
-        objects = functools.partial(listed_objects, parse_object_uris(object_uris))
-        return build_from_factory(cls, objects, arguments, source="object_uris")
+        return cls._build_from_objects(dict(locals()))  # locals() first: the arguments, forwarded by name
 
     @classmethod
     def from_prefix(
@@ -220,38 +178,13 @@ class S3IterableDataset(torch.utils.data.IterableDataset[Any]):
         Raises:
             ValueError: ``s3_uri`` is not an ``s3://`` URI with a bucket; the message quotes it.
         """
-        arguments = dict(locals())  # first, and a copy: the factory's arguments, forwarded by name
-        logger.info("Building %s from_prefix s3_uri=%r", cls.__name__, s3_uri)
-        parse_s3_uri(s3_uri)
-        objects = functools.partial(get_objects_from_prefix, s3_uri)
-        return build_from_factory(cls, objects, arguments, source="s3_uri")
+        return cls._build_from_prefix(dict(locals()))  # locals() first: the arguments, forwarded by name
 
     # ---- properties ---------------------------------------------------------------------
-    @property
-    def region(self) -> str:
-        """Region of the bucket(s)."""
-        return self._region
-
-    @property
-    def endpoint(self) -> str | None:
-        """The endpoint given at construction (None: botocore's resolution)."""
-        return self._endpoint
-
     @property
     def epoch(self) -> int:
         """The epoch the next iteration uses, unless ``set_epoch`` says otherwise."""
         return self._next.epoch
-
-    def _get_client(self) -> S3Client:
-        if self._client is None:
-            reader_type = S3ReaderConstructor.get_reader_type_string(self._reader_constructor)
-            self._client = S3Client(
-                self._region,
-                endpoint=self._endpoint,
-                user_agent=UserAgent(comments=[f"md/dataset#iterable md/reader_type#{reader_type}"]),
-                s3client_config=self._s3client_config,
-            )
-        return self._client
 
     # ---- epochs and state ---------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
@@ -338,11 +271,6 @@ class S3IterableDataset(torch.utils.data.IterableDataset[Any]):
         everything = sorted_objects(objects)
         return (everything[index] for index in permutation(len(everything), self._seed, epoch))
 
-    def _open_reader(self, client: S3Client, item: S3BucketKeyData) -> S3Reader:
-        return client.get_object(
-            item.bucket, item.key, object_info=item.object_info, reader_constructor=self._reader_constructor
-        )
-
     def _iterate(self, progress: _Progress, shard: Shard) -> Iterator[Any]:
         # Runs from the first next(): only an iteration that started counts as one.
         self._next = _NextIteration(progress.epoch + 1)
@@ -361,14 +289,13 @@ class S3IterableDataset(torch.utils.data.IterableDataset[Any]):
             mine = itertools.islice(mine, progress.position, None)
         readers = PrefetchingReaders(
             mine,
-            functools.partial(self._open_reader, client),
+            self._open_reader,
             effective_prefetch(self._prefetch, self._transform),
             client.s3client_config.part_size,
         )
-        transform = self._transform
         try:
             for _, reader in readers:
-                result = deliverable(transform(reader))
+                result = self._item_of(reader)
                 progress.position += 1
                 yield result
         finally:
@@ -376,11 +303,9 @@ class S3IterableDataset(torch.utils.data.IterableDataset[Any]):
 
     # ---- pickling -----------------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
-        # The client (and, through it, connections and threads) is made again where it is used.
         # A DataLoader pickles the dataset for its spawn/forkserver workers when its iteration
         # starts: the rank is read then, here, and travels with the copy.
-        state = self.__dict__.copy()
-        state["_client"] = None
+        state = super().__getstate__()
         state["_inherited_rank"] = distributed_rank() or self._inherited_rank
         return state
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import operator
 from collections.abc import Callable, Iterable, Sequence
@@ -10,22 +9,12 @@ from typing import Any, TypeVar
 
 import torch.utils.data
 
-from s3torch.client import S3Client, S3ClientConfig, UserAgent, parse_s3_uri
-from s3torch.readers import S3Reader, S3ReaderConstructor, S3ReaderConstructorProtocol
+from s3torch.client import S3Client, S3ClientConfig
+from s3torch.readers import S3Reader, S3ReaderConstructorProtocol
 
-from ._common import (
-    S3BucketKeyData,
-    build_from_factory,
-    check_options,
-    deliverable,
-    freeze_inherited_objects,
-    get_objects_from_prefix,
-    identity,
-    listed_objects,
-    parse_object_uris,
-)
-from ._iterable import check_epoch, check_seed, sorted_objects
-from ._prefetch import DEFAULT_PREFETCH, PrefetchGate, PrefetchingReaders, check_prefetch, effective_prefetch
+from ._base import S3DatasetBase, check_epoch
+from ._common import S3BucketKeyData, freeze_inherited_objects, identity, sorted_objects
+from ._prefetch import DEFAULT_PREFETCH, PrefetchGate, PrefetchingReaders, effective_prefetch
 from ._shuffle import permutation
 
 logger = logging.getLogger(__name__)
@@ -33,7 +22,7 @@ logger = logging.getLogger(__name__)
 _Dataset = TypeVar("_Dataset", bound="S3MapDataset")
 
 
-class S3MapDataset(torch.utils.data.Dataset[Any]):
+class S3MapDataset(S3DatasetBase, torch.utils.data.Dataset[Any]):
     """A map-style dataset of S3 objects (upstream: ``s3torchconnector.S3MapDataset``).
 
     Build it with ``from_prefix`` or ``from_objects``. The objects are listed once, on the first
@@ -59,8 +48,10 @@ class S3MapDataset(torch.utils.data.Dataset[Any]):
         seed: Seed of that permutation.
     """
 
+    _user_agent_name = "map"
+
     # The keyword lists of __init__/from_objects/from_prefix repeat on purpose: the upstream's explicit
-    # signatures and docstrings (issue 11); the logic behind them is one, build_from_factory in _common.
+    # signatures and docstrings (issue 11); the logic behind them is one, in S3DatasetBase.
     def __init__(
         self,
         region: str,
@@ -74,28 +65,15 @@ class S3MapDataset(torch.utils.data.Dataset[Any]):
         shuffle: bool = False,
         seed: int = 0,
     ) -> None:
-        if not callable(get_dataset_objects):
-            raise TypeError(f"get_dataset_objects must be callable, got {type(get_dataset_objects).__name__}")
-        check_options(transform, reader_constructor)
-        self._region = region  # checked by the client, made at the end
-        self._get_dataset_objects = get_dataset_objects
-        self._endpoint = endpoint
-        self._transform = transform
-        self._s3client_config = s3client_config
-        self._reader_constructor = reader_constructor or S3ReaderConstructor.default()
-        self._prefetch = check_prefetch(prefetch)
+        super().__init__(
+            region, get_dataset_objects, endpoint, transform, s3client_config, reader_constructor, prefetch, seed
+        )
         self._shuffle = bool(shuffle)
-        self._seed = check_seed(seed)
         self._epoch = 0
-        self._client: S3Client | None = None
         self._objects: list[S3BucketKeyData] | None = None
         self._order: list[int] | None = None  # the permutation of self._epoch, when shuffling
         self._prefetch_gate: PrefetchGate | None = None  # this process's measure of the store
-        # Made now, though only used on first access: a bad s3client_config raises here rather
-        # than in a DataLoader worker. It costs no connection; botocore's model data is read now
-        # so that forked DataLoader workers inherit it (each would otherwise read it again, every
-        # epoch, before its first sample).
-        self._get_client().preload()
+        self._preload_client()
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -118,10 +96,7 @@ class S3MapDataset(torch.utils.data.Dataset[Any]):
         Raises:
             ValueError: A URI is not ``s3://bucket/key``; the message quotes it.
         """
-        arguments = dict(locals())  # first, and a copy: the factory's arguments, forwarded by name
-        logger.info("Building %s from_objects", cls.__name__)
-        objects = functools.partial(listed_objects, parse_object_uris(object_uris))
-        return build_from_factory(cls, objects, arguments, source="object_uris")
+        return cls._build_from_objects(dict(locals()))  # locals() first: the arguments, forwarded by name
 
     @classmethod
     def from_prefix(
@@ -144,38 +119,13 @@ class S3MapDataset(torch.utils.data.Dataset[Any]):
         Raises:
             ValueError: ``s3_uri`` is not an ``s3://`` URI with a bucket; the message quotes it.
         """
-        arguments = dict(locals())  # first, and a copy: the factory's arguments, forwarded by name
-        logger.info("Building %s from_prefix s3_uri=%r", cls.__name__, s3_uri)
-        parse_s3_uri(s3_uri)
-        objects = functools.partial(get_objects_from_prefix, s3_uri)
-        return build_from_factory(cls, objects, arguments, source="s3_uri")
+        return cls._build_from_prefix(dict(locals()))  # locals() first: the arguments, forwarded by name
 
     # ---- properties ---------------------------------------------------------------------
-    @property
-    def region(self) -> str:
-        """Region of the bucket(s)."""
-        return self._region
-
-    @property
-    def endpoint(self) -> str | None:
-        """The endpoint given at construction (None: botocore's resolution)."""
-        return self._endpoint
-
     @property
     def epoch(self) -> int:
         """The epoch whose permutation indexes the objects (with ``shuffle=True``)."""
         return self._epoch
-
-    def _get_client(self) -> S3Client:
-        if self._client is None:
-            reader_type = S3ReaderConstructor.get_reader_type_string(self._reader_constructor)
-            self._client = S3Client(
-                self._region,
-                endpoint=self._endpoint,
-                user_agent=UserAgent(comments=[f"md/dataset#map md/reader_type#{reader_type}"]),
-                s3client_config=self._s3client_config,
-            )
-        return self._client
 
     @property
     def _dataset_bucket_key_pairs(self) -> list[S3BucketKeyData]:
@@ -215,14 +165,9 @@ class S3MapDataset(torch.utils.data.Dataset[Any]):
             raise IndexError(f"{type(self).__name__} index {index} out of range for {len(objects)} objects")
         return objects[self._position(position)]
 
-    def _open_reader(self, item: S3BucketKeyData) -> S3Reader:
-        return self._get_client().get_object(
-            item.bucket, item.key, object_info=item.object_info, reader_constructor=self._reader_constructor
-        )
-
     def __getitem__(self, index: int) -> Any:
         freeze_inherited_objects()
-        return deliverable(self._transform(self._open_reader(self._item(index))))
+        return self._item_of(self._open_reader(self._item(index)))
 
     def __getitems__(self, indices: Sequence[int]) -> list[Any]:
         """The items of a batch (a DataLoader with batching calls this): their GETs are started
@@ -239,7 +184,7 @@ class S3MapDataset(torch.utils.data.Dataset[Any]):
             self._prefetch_gate,
         )
         try:
-            return [deliverable(self._transform(reader)) for _, reader in readers]
+            return [self._item_of(reader) for _, reader in readers]
         finally:
             readers.close()
 
@@ -248,10 +193,9 @@ class S3MapDataset(torch.utils.data.Dataset[Any]):
 
     # ---- pickling -----------------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
-        # The client (and, through it, connections and threads) is made again where it is used;
-        # the listing travels with the dataset, so workers do not list again.
-        state = self.__dict__.copy()
-        state["_client"] = None
+        # The listing travels with the dataset, so workers do not list again; the measure of the
+        # store is this process's own.
+        state = super().__getstate__()
         state["_prefetch_gate"] = None
         return state
 
