@@ -5,11 +5,19 @@ from __future__ import annotations
 import io
 import pickle
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, SupportsIndex, TypeVar
+from typing import Any, ClassVar, NamedTuple, SupportsIndex
 
 from ._stream import GetStreamCallable, ObjectInfoCallable
 
-_Reader = TypeVar("_Reader", bound="S3Reader")
+
+class ReaderSource(NamedTuple):
+    """What every reader is built over: the object and the two callables that fetch it (the
+    first four arguments of every strategy's constructor, in that order)."""
+
+    bucket: str
+    key: str
+    get_object_info: ObjectInfoCallable
+    get_stream: GetStreamCallable
 
 
 def check_size(size: Any) -> int | None:
@@ -56,7 +64,7 @@ class S3Reader(ABC, io.BufferedIOBase):
     builds them for ``S3Client.get_object`` and the datasets. Readers are not thread-safe.
     """
 
-    #: Whether the class pickles through ``_reader_state`` and ``_restore`` (s3torch's strategies).
+    #: Whether the class pickles through ``_reader_state`` and ``_resume`` (s3torch's strategies).
     _pickles_by_state: ClassVar[bool] = False
 
     def __init__(
@@ -83,6 +91,11 @@ class S3Reader(ABC, io.BufferedIOBase):
         self._get_stream = get_stream
         self._closed = False
         self._pickled_sources: tuple[int, bytes] | None = None  # (protocol, the two callables pickled)
+        self._start_empty()
+
+    def _start_empty(self) -> None:
+        """Set the strategy's own state as a reader that has read nothing has it; the last step
+        of ``__init__`` (a strategy whose constructor takes nothing more needs no ``__init__``)."""
 
     @property
     def bucket(self) -> str:
@@ -160,7 +173,7 @@ class S3Reader(ABC, io.BufferedIOBase):
         The callables are pickled here, on their own, so that one that cannot be pickled (a
         lambda or a local function given to a reader built directly) fails with a ``TypeError``
         naming the reader, not an error from deep inside the pickler. A reader class of another
-        library (``_pickles_by_state`` False: no ``_reader_state``/``_restore``) pickles as plain
+        library (``_pickles_by_state`` False: no ``_reader_state``/``_resume``) pickles as plain
         Python objects do.
         """
         if not self._pickles_by_state:
@@ -187,19 +200,12 @@ class S3Reader(ABC, io.BufferedIOBase):
             ) from error
 
     def _reader_state(self) -> dict[str, Any]:
-        """The strategy's settings and position, as ``_restore`` takes them back."""
+        """The strategy's settings and position, as ``_resume`` takes them back."""
         return {}
 
-    @classmethod
-    def _restore(
-        cls: type[_Reader],
-        bucket: str,
-        key: str,
-        get_object_info: ObjectInfoCallable,
-        get_stream: GetStreamCallable,
-        state: dict[str, Any],
-    ) -> _Reader:
-        """A reader of the strategy, from ``_reader_state()``, that has sent nothing yet."""
+    def _resume(self, source: ReaderSource, state: dict[str, Any]) -> None:
+        """Build this reader, made by ``__new__`` alone, over ``source`` with the strategy's own
+        constructor, then take back ``_reader_state()``: a reader that has sent nothing yet."""
         raise NotImplementedError
 
 
@@ -207,7 +213,8 @@ def _unpickle_reader(
     cls: type[S3Reader], bucket: str, key: str, sources: bytes, closed: bool, state: dict[str, Any]
 ) -> S3Reader:
     get_object_info, get_stream = pickle.loads(sources)
-    reader = cls._restore(bucket, key, get_object_info, get_stream, state)
+    reader = cls.__new__(cls)
+    reader._resume(ReaderSource(bucket, key, get_object_info, get_stream), state)
     if closed:
         reader.close()
     return reader

@@ -30,11 +30,11 @@ from __future__ import annotations
 import io
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from s3torch.client import ExecutorRole, S3Exception, shared_executor
 
-from ._base import S3Reader, check_position, writable_view
+from ._base import ReaderSource, S3Reader, check_position, writable_view
 from ._planned_item import PlannedItem
 from ._ranges import (
     DEFAULT_MAX_GAP_SIZE,
@@ -45,8 +45,6 @@ from ._ranges import (
     coalesce,
 )
 from ._stream import GetStreamCallable, ObjectInfoCallable, ReaderStream, reader_stream
-
-_DCPReader = TypeVar("_DCPReader", bound="DCPOptimizedS3Reader")
 
 #: After ``prefetch()``: range groups whose requests are sent ahead of the one being read.
 PREFETCH_GROUPS = 4
@@ -347,22 +345,13 @@ class DCPOptimizedS3Reader(S3Reader):
             "read_ahead": self._read_ahead,
         }
 
-    @classmethod
-    def _restore(
-        cls: type[_DCPReader],
-        bucket: str,
-        key: str,
-        get_object_info: ObjectInfoCallable,
-        get_stream: GetStreamCallable,
-        state: dict[str, Any],
-    ) -> _DCPReader:
-        reader = cls.__new__(cls)
+    def _resume(self, source: ReaderSource, state: dict[str, Any]) -> None:
+        bucket, key, get_object_info, get_stream = source
         DCPOptimizedS3Reader.__init__(
-            reader, bucket, key, state["item_ranges"], get_object_info, get_stream, state["max_gap_size"]
+            self, bucket, key, state["item_ranges"], get_object_info, get_stream, state["max_gap_size"]
         )
-        reader._position, reader._item_index = state["position"], state["item_index"]
-        reader._etag, reader._read_ahead = state["etag"], bool(state["read_ahead"])
-        return reader
+        self._position, self._item_index = state["position"], state["item_index"]
+        self._etag, self._read_ahead = state["etag"], bool(state["read_ahead"])
 
     def close(self) -> None:
         self._drop_stream()

@@ -4,17 +4,11 @@ the access pattern (it grows while reads follow each other and shrinks when they
 from __future__ import annotations
 
 import io
-from typing import Any, TypeVar
+from typing import Any
 
 from s3torch.client import client_error
 
-from ._base import (
-    S3Reader,
-    check_position,
-    check_size,
-    check_whence,
-    writable_view,
-)
+from ._base import ReaderSource, S3Reader, check_position, check_size, check_whence, writable_view
 from ._stream import GetStreamCallable, ObjectInfoCallable, info_etag, reader_stream
 
 DEFAULT_BUFFER_SIZE = 8 * 1024 * 1024
@@ -28,8 +22,6 @@ MIN_READAHEAD = 64 * 1024
 #: Each fetch that continues the previous read multiplies the read-ahead by this, up to
 #: ``buffer_size``: from a jump back to the full buffer in four GETs.
 READAHEAD_GROWTH = 4
-
-_Ranged = TypeVar("_Ranged", bound="RangedS3Reader")
 
 
 def check_buffer_size(buffer_size: Any) -> int:
@@ -217,19 +209,9 @@ class RangedS3Reader(S3Reader):
     def _reader_state(self) -> dict[str, Any]:
         return {"buffer_size": self._buffer_size, "position": self._position, "size": self._size, "etag": self._etag}
 
-    @classmethod
-    def _restore(
-        cls: type[_Ranged],
-        bucket: str,
-        key: str,
-        get_object_info: ObjectInfoCallable,
-        get_stream: GetStreamCallable,
-        state: dict[str, Any],
-    ) -> _Ranged:
-        reader = cls.__new__(cls)
-        RangedS3Reader.__init__(reader, bucket, key, get_object_info, get_stream, state["buffer_size"])
-        reader._position, reader._size, reader._etag = state["position"], state["size"], state["etag"]
-        return reader
+    def _resume(self, source: ReaderSource, state: dict[str, Any]) -> None:
+        RangedS3Reader.__init__(self, *source, state["buffer_size"])
+        self._position, self._size, self._etag = state["position"], state["size"], state["etag"]
 
     def close(self) -> None:
         self._buffer = None

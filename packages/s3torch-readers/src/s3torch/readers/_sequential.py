@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import io
 from bisect import bisect_right
-from typing import Any, TypeVar
+from typing import Any
 
 from s3torch.client import client_error
 
-from ._base import (
-    S3Reader,
-    check_position,
-    check_size,
-    check_whence,
-    writable_view,
-)
-from ._stream import GetStreamCallable, ObjectInfoCallable, ReaderStream, info_etag, reader_stream
+from ._base import ReaderSource, S3Reader, check_position, check_size, check_whence, writable_view
+from ._stream import ReaderStream, info_etag, reader_stream
 
 #: ``readinto`` calls at least this large, at an open stream's position, go from the socket
 #: straight into the caller's buffer and are not kept (a later backward seek into them fetches
@@ -34,8 +28,6 @@ SKIP_THROUGH_BYTES = 8 * 1024 * 1024
 SMALL_READ_CHUNK_BYTES = 64 * 1024
 #: Streams open at once: the one reading on, and one filling a range left behind or skipped.
 MAX_OPEN_STREAMS = 2
-
-_Sequential = TypeVar("_Sequential", bound="SequentialS3Reader")
 
 
 class _OpenStream:
@@ -72,14 +64,8 @@ class SequentialS3Reader(S3Reader):
 
     _pickles_by_state = True
 
-    def __init__(
-        self,
-        bucket: str,
-        key: str,
-        get_object_info: ObjectInfoCallable,
-        get_stream: GetStreamCallable,
-    ) -> None:
-        super().__init__(bucket, key, get_object_info, get_stream)
+    # The constructor is S3Reader's: (bucket, key, get_object_info, get_stream).
+    def _start_empty(self) -> None:
         self._streams: list[_OpenStream] = []  # most recently used last
         self._opened = False  # whether any stream was opened (prefetch opens only the first)
         self._origin = 0  # where the first stream starts: 0, or the position this reader was unpickled at
@@ -346,23 +332,13 @@ class SequentialS3Reader(S3Reader):
     def _reader_state(self) -> dict[str, Any]:
         return {"position": self._position, "size": self._size, "etag": self._etag}
 
-    @classmethod
-    def _restore(
-        cls: type[_Sequential],
-        bucket: str,
-        key: str,
-        get_object_info: ObjectInfoCallable,
-        get_stream: GetStreamCallable,
-        state: dict[str, Any],
-    ) -> _Sequential:
-        reader = cls.__new__(cls)
-        SequentialS3Reader.__init__(reader, bucket, key, get_object_info, get_stream)
-        reader._size, reader._etag, reader._position = state["size"], state["etag"], state["position"]
+    def _resume(self, source: ReaderSource, state: dict[str, Any]) -> None:
+        S3Reader.__init__(self, *source)
+        self._size, self._etag, self._position = state["size"], state["etag"], state["position"]
         # Nothing is kept: the first stream starts at the position, the bytes before it are
         # fetched by a backward seek.
-        reader._origin = reader._position if reader._size is None else min(reader._position, reader._size)
-        reader._reached = reader._origin
-        return reader
+        self._origin = self._position if self._size is None else min(self._position, self._size)
+        self._reached = self._origin
 
     def close(self) -> None:
         for opened in self._streams:
