@@ -15,30 +15,33 @@ class RestoreStatus:
 
 
 @dataclass(frozen=True)
-class ObjectInfo:
-    """An object as a listing describes it. ``last_modified`` is in seconds since the epoch;
-    ``storage_class`` is ``None`` for STANDARD."""
-
+class _Key:
     key: str
-    etag: str
-    size: int
-    last_modified: int
-    storage_class: str | None = None
-    restore_status: RestoreStatus | None = None
 
 
 @dataclass(frozen=True)
-class HeadObjectResult:
-    """What HeadObject says of an object (no key: the caller has it)."""
-
-    # ObjectInfo's fields again, without ``key``, on purpose: the upstream has both classes, and
-    # ObjectInfo's positional order starts with ``key``, so neither can extend the other.
+class _ObjectFacts:
+    """What S3 says of an object besides its key: the fields of ``HeadObjectResult``, and those
+    of ``ObjectInfo`` after its ``key``."""
 
     etag: str
     size: int
     last_modified: int
     storage_class: str | None = None
     restore_status: RestoreStatus | None = None
+
+
+# The upstream has both classes, and ObjectInfo's positional order starts with ``key``: it takes
+# ``key`` from _Key, which comes last in its bases, so that dataclasses put its field first.
+@dataclass(frozen=True)
+class ObjectInfo(_ObjectFacts, _Key):
+    """An object as a listing describes it. ``last_modified`` is in seconds since the epoch;
+    ``storage_class`` is ``None`` for STANDARD."""
+
+
+@dataclass(frozen=True)
+class HeadObjectResult(_ObjectFacts):
+    """What HeadObject says of an object (no key: the caller has it)."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""``S3DatasetBase``: what both datasets are built on: their checked settings, the client made
+"""``_S3DatasetBase``: what both datasets are built on: their checked settings, the client made
 from them on first use (and again in each process a dataset is pickled to), and the readers
 opened through it."""
 
@@ -24,7 +24,7 @@ from ._prefetch import check_prefetch
 
 logger = logging.getLogger(__name__)
 
-_Dataset = TypeVar("_Dataset", bound="S3DatasetBase")
+_Dataset = TypeVar("_Dataset", bound="_S3DatasetBase")
 
 
 def check_seed(seed: Any) -> int:
@@ -39,7 +39,7 @@ def check_epoch(epoch: Any) -> int:
     return epoch
 
 
-class S3DatasetBase:
+class _S3DatasetBase:
     """The checked settings and the client of a dataset; ``S3IterableDataset`` and
     ``S3MapDataset`` add their flags (``shuffle``, ...) and how they order and hand out the
     objects."""

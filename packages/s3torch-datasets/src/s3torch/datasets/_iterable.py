@@ -14,7 +14,7 @@ import torch.utils.data
 from s3torch.client import S3Client, S3ClientConfig
 from s3torch.readers import S3Reader, S3ReaderConstructorProtocol
 
-from ._base import S3DatasetBase, check_epoch, check_seed
+from ._base import _S3DatasetBase, check_epoch, check_seed
 from ._common import S3BucketKeyData, freeze_inherited_objects, identity, sorted_objects
 from ._prefetch import DEFAULT_PREFETCH, PrefetchingReaders, effective_prefetch
 from ._sharding import Shard, current_topology, distributed_rank
@@ -57,7 +57,7 @@ class _Progress:
     topology: Shard
 
 
-class S3IterableDataset(S3DatasetBase, torch.utils.data.IterableDataset[Any]):
+class S3IterableDataset(_S3DatasetBase, torch.utils.data.IterableDataset[Any]):
     """An iterable-style dataset of S3 objects (upstream: ``s3torchconnector.S3IterableDataset``).
 
     Build it with ``from_prefix`` or ``from_objects``. Each iteration yields
@@ -99,7 +99,7 @@ class S3IterableDataset(S3DatasetBase, torch.utils.data.IterableDataset[Any]):
     _user_agent_name = "iterable"
 
     # The keyword lists of __init__/from_objects/from_prefix repeat on purpose: the upstream's explicit
-    # signatures and docstrings (issue 11); the logic behind them is one, in S3DatasetBase.
+    # signatures and docstrings (issue 11); the logic behind them is one, in _S3DatasetBase.
     def __init__(
         self,
         region: str,

@@ -12,7 +12,7 @@ import torch.utils.data
 from s3torch.client import S3Client, S3ClientConfig
 from s3torch.readers import S3Reader, S3ReaderConstructorProtocol
 
-from ._base import S3DatasetBase, check_epoch
+from ._base import _S3DatasetBase, check_epoch
 from ._common import S3BucketKeyData, freeze_inherited_objects, identity, sorted_objects
 from ._prefetch import DEFAULT_PREFETCH, PrefetchGate, PrefetchingReaders, effective_prefetch
 from ._shuffle import permutation
@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 _Dataset = TypeVar("_Dataset", bound="S3MapDataset")
 
 
-class S3MapDataset(S3DatasetBase, torch.utils.data.Dataset[Any]):
+class S3MapDataset(_S3DatasetBase, torch.utils.data.Dataset[Any]):
     """A map-style dataset of S3 objects (upstream: ``s3torchconnector.S3MapDataset``).
 
     Build it with ``from_prefix`` or ``from_objects``. The objects are listed once, on the first
@@ -51,7 +51,7 @@ class S3MapDataset(S3DatasetBase, torch.utils.data.Dataset[Any]):
     _user_agent_name = "map"
 
     # The keyword lists of __init__/from_objects/from_prefix repeat on purpose: the upstream's explicit
-    # signatures and docstrings (issue 11); the logic behind them is one, in S3DatasetBase.
+    # signatures and docstrings (issue 11); the logic behind them is one, in _S3DatasetBase.
     def __init__(
         self,
         region: str,
