@@ -10,8 +10,8 @@ s3torch (``s3torch.readers.fsspec``), so that ``dcp.save(sd, checkpoint_id="s3:/
 ``dcp.load`` without a storage, which torch sends to its ``FsspecWriter``/``FsspecReader``, work.
 """
 
-from importlib import metadata as _metadata
-
+# The five distributions are released together and pin each other exactly: one version.
+from s3torch.client import __version__
 from s3torch.readers import fsspec as readers_fsspec
 
 from ._checkpoint import S3Checkpoint
@@ -28,11 +28,6 @@ from ._storage_reader import CheckpointNotFoundError, S3StorageReader
 from ._storage_writer import IncompleteSaveError, S3StorageWriter
 
 readers_fsspec.register()
-
-try:
-    __version__ = _metadata.version("s3torch-dcp")
-except _metadata.PackageNotFoundError:  # running from a source tree
-    __version__ = "0+unknown"
 
 __all__ = [
     "BinaryPrefixStrategy",
