@@ -65,18 +65,8 @@ class Connection:
     def read_one_head(self) -> tuple[str, int, Headers]:
         """The next response head, interim (``1xx``) or final; ``101`` raises (we never ask for
         an upgrade: the connection would speak something else from then on)."""
-        data = self.buffer
-        end = data.find(b"\r\n\r\n")
-        while end < 0:
-            if len(data) > _MAX_HEAD_BYTES:
-                raise HTTPError("response head larger than 64 KiB")
-            more = self.sock.recv(RECV_BYTES)
-            if not more:
-                raise HTTPError("connection closed before a response")
-            data += more
-            end = data.find(b"\r\n\r\n", max(0, len(data) - len(more) - 3))
-        self.buffer = data[end + 4 :]
-        lines = data[:end].decode("latin-1").split("\r\n")
+        head = self._read_through(b"\r\n\r\n", "response head larger than 64 KiB", "before a response")
+        lines = head.decode("latin-1").split("\r\n")
         status_line = lines[0].split(" ", 2)
         if (
             len(status_line) < 2
@@ -97,17 +87,23 @@ class Connection:
         return status_line[0], status, headers
 
     def read_line(self) -> bytes:
+        return self._read_through(b"\r\n", "chunk header line too long", "inside a chunked body")
+
+    def _read_through(self, delimiter: bytes, too_long: str, closed_where: str) -> bytes:
+        """The bytes before the next ``delimiter``, which is consumed too; receives more while it
+        has not come, up to 64 KiB (``too_long`` says what was too long)."""
         data = self.buffer
-        end = data.find(b"\r\n")
+        end = data.find(delimiter)
         while end < 0:
             if len(data) > _MAX_HEAD_BYTES:
-                raise HTTPError("chunk header line too long")
+                raise HTTPError(too_long)
             more = self.sock.recv(RECV_BYTES)
             if not more:
-                raise HTTPError("connection closed inside a chunked body")
+                raise HTTPError(f"connection closed {closed_where}")
             data += more
-            end = data.find(b"\r\n")
-        self.buffer = data[end + 2 :]
+            # Only the new bytes, and the end of the old ones a delimiter may start in, are new.
+            end = data.find(delimiter, max(0, len(data) - len(more) - len(delimiter) + 1))
+        self.buffer = data[end + len(delimiter) :]
         return data[:end]
 
     def recv_into(self, view: memoryview) -> int:
