@@ -69,7 +69,7 @@ def build(context: BenchContext, profile: str) -> Scenario:
     notes = ["each write is checked (HEAD: size) and deleted after it is measured"]
     if profile == MOTO:
         notes.append(
-            "both clients send CRC32 checksums (s3torch per part, off the writer's thread); moto's"
+            "both clients send checksums (s3torch CRC32C per part, off the writer's thread; boto3 CRC32); moto's"
             " CompleteMultipartUpload is slow, and on a small machine moto's CPU (the server CPU column)"
             " is what limits both"
         )

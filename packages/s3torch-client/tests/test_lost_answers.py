@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import base64
 import pickle
-import zlib
 from typing import Any
 
+import crc32c
 import pytest
 from client_unit_support import PART, MockS3, payload
 
@@ -22,8 +22,8 @@ from s3torch.client._published import (
 from s3torch.client._transport import Transport
 
 
-def crc32(data: bytes) -> str:
-    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+def checksum(data: bytes) -> str:
+    return base64.b64encode(crc32c.crc32c(data).to_bytes(4, "big")).decode()
 
 
 @pytest.fixture
@@ -61,8 +61,8 @@ def lose_first_answer(monkeypatch: pytest.MonkeyPatch, before_retry: Any = None)
 
 def test_single_put_fingerprint_is_what_s3_reports(s3: MockS3) -> None:
     data = payload(1000, seed=1)
-    s3.boto.put_object(Bucket=s3.bucket, Key="k", Body=data, ChecksumCRC32=crc32(data))
-    expected = single_put_fingerprint(memoryview(data), crc32(data))
+    s3.boto.put_object(Bucket=s3.bucket, Key="k", Body=data, ChecksumCRC32C=checksum(data))
+    expected = single_put_fingerprint(memoryview(data), checksum(data))
     transport = s3.client._transport
     assert published_etag(transport, s3.bucket, "k", expected) == s3.etag("k")
     other = single_put_fingerprint(memoryview(payload(1000, seed=2)), None)
@@ -72,16 +72,16 @@ def test_single_put_fingerprint_is_what_s3_reports(s3: MockS3) -> None:
 
 def test_multipart_fingerprint_is_what_s3_reports(s3: MockS3) -> None:
     chunks = [payload(PART, seed=3), payload(123, seed=4)]
-    upload = s3.boto.create_multipart_upload(Bucket=s3.bucket, Key="m", ChecksumAlgorithm="CRC32")["UploadId"]
+    upload = s3.boto.create_multipart_upload(Bucket=s3.bucket, Key="m", ChecksumAlgorithm="CRC32C")["UploadId"]
     parts = []
     for number, chunk in enumerate(chunks, 1):
         answer = s3.boto.upload_part(
-            Bucket=s3.bucket, Key="m", UploadId=upload, PartNumber=number, Body=chunk, ChecksumCRC32=crc32(chunk)
+            Bucket=s3.bucket, Key="m", UploadId=upload, PartNumber=number, Body=chunk, ChecksumCRC32C=checksum(chunk)
         )
-        parts.append({"PartNumber": number, "ETag": answer["ETag"], "ChecksumCRC32": crc32(chunk)})
+        parts.append({"PartNumber": number, "ETag": answer["ETag"], "ChecksumCRC32C": checksum(chunk)})
     s3.boto.complete_multipart_upload(Bucket=s3.bucket, Key="m", UploadId=upload, MultipartUpload={"Parts": parts})
     expected = multipart_fingerprint(parts, PART + 123)
-    assert expected.crc32 is not None and expected.crc32.endswith("-2")
+    assert expected.checksum is not None and expected.checksum.endswith("-2")
     assert published_etag(s3.client._transport, s3.bucket, "m", expected) == s3.etag("m")
     # One byte more, or parts of other bytes: not ours.
     assert published_etag(s3.client._transport, s3.bucket, "m", multipart_fingerprint(parts, PART + 124)) is None
@@ -93,9 +93,9 @@ def test_kms_objects_are_compared_by_checksum() -> None:
     from s3torch.client._published import Fingerprint, _same_bytes
 
     expected = Fingerprint(10, "0" * 32, "AAAAAA==")
-    kms = {"ServerSideEncryption": "aws:kms", "ChecksumCRC32": "AAAAAA=="}
+    kms = {"ServerSideEncryption": "aws:kms", "ChecksumCRC32C": "AAAAAA=="}
     assert _same_bytes(kms, "not-an-md5", expected)
-    assert not _same_bytes(dict(kms, ChecksumCRC32="BBBBBB=="), "not-an-md5", expected)
+    assert not _same_bytes(dict(kms, ChecksumCRC32C="BBBBBB=="), "not-an-md5", expected)
     assert not _same_bytes({"ServerSideEncryption": "aws:kms"}, "not-an-md5", expected)  # nothing to compare
     assert not _same_bytes({"ServerSideEncryption": "AES256"}, "not-an-md5", expected)
 

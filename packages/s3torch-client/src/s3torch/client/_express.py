@@ -12,6 +12,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from . import _botocore_compat as botocore_compat
 from ._body import RawResponse
+from ._checksum import FIELD
 from ._exceptions import translate
 from ._urllib3_compat import Urllib3Body
 
@@ -60,7 +61,7 @@ def put_via_client(transport: Transport, request: PutRequest) -> str:
     bucket, key, body, query, headers, operation, checksum = request
     params: dict[str, Any] = {"Bucket": bucket, "Key": key, "Body": body.tobytes(), **transport.request_payer}
     if checksum is not None:
-        params["ChecksumCRC32"] = checksum
+        params[FIELD] = checksum
     if query:
         params["PartNumber"] = int(query["partNumber"])
         params["UploadId"] = query["uploadId"]

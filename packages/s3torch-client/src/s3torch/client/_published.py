@@ -9,9 +9,9 @@ tells whether that object is ours, by what S3 computed from the bytes we sent:
 * its ETag: the MD5 of the body for a single PUT, and for a multipart upload the MD5 of the
   parts' binary MD5s followed by ``-<parts>``, both known to the writer (the parts' ETags are
   in hand, their bytes are not needed);
-* for SSE-KMS objects, whose ETags are not MD5s, the CRC32 checksum instead: the body's for a
-  single PUT, the CRC32 of the parts' binary CRC32s followed by ``-<parts>`` for a multipart
-  (S3's composite checksum). Without a checksum to compare, the object is not taken as ours.
+* for SSE-KMS objects, whose ETags are not MD5s, the CRC32C checksum instead (``_checksum``):
+  the body's for a single PUT, the CRC32C of the parts' binary CRC32Cs followed by ``-<parts>``
+  for a multipart (S3's composite checksum). Without a checksum to compare, the object is not taken as ours.
 
 A different object with the same fingerprint has the same bytes, so nothing is lost by taking
 it as ours. The check runs only after a retry: a 412 on a first attempt is a real conflict.
@@ -19,14 +19,13 @@ it as ours. The check runs only after a retry: a 412 on a first attempt is a rea
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ._checksum import FIELD, composite_checksum
 from ._exceptions import S3Exception
 from ._transport import Transport
 
@@ -41,23 +40,22 @@ class Fingerprint:
 
     size: int
     etag: str  # without quotes
-    crc32: str | None  # base64, with "-<parts>" for a multipart upload; None: no checksum sent
+    checksum: str | None  # CRC32C, base64, with "-<parts>" for a multipart upload; None: none sent
 
 
-def single_put_fingerprint(body: memoryview, crc32: str | None) -> Fingerprint:
-    return Fingerprint(body.nbytes, hashlib.md5(body, usedforsecurity=False).hexdigest(), crc32)
+def single_put_fingerprint(body: memoryview, checksum: str | None) -> Fingerprint:
+    return Fingerprint(body.nbytes, hashlib.md5(body, usedforsecurity=False).hexdigest(), checksum)
 
 
 def multipart_fingerprint(parts: Sequence[dict[str, Any]], size: int) -> Fingerprint:
-    """From the ``Parts`` list of the CompleteMultipartUpload (``ETag``, optional ``ChecksumCRC32``)."""
+    """From the ``Parts`` list of the CompleteMultipartUpload (``ETag``, optional ``ChecksumCRC32C``)."""
     count = len(parts)
     digests = b"".join(bytes.fromhex(part["ETag"].strip('"')) for part in parts)
     etag = f"{hashlib.md5(digests, usedforsecurity=False).hexdigest()}-{count}"
-    crc32 = None
-    if parts and all("ChecksumCRC32" in part for part in parts):
-        checksums = b"".join(base64.b64decode(part["ChecksumCRC32"]) for part in parts)
-        crc32 = f"{base64.b64encode(zlib.crc32(checksums).to_bytes(4, 'big')).decode()}-{count}"
-    return Fingerprint(size, etag, crc32)
+    checksum = None
+    if parts and all(FIELD in part for part in parts):
+        checksum = composite_checksum(part[FIELD] for part in parts)
+    return Fingerprint(size, etag, checksum)
 
 
 def published_etag(transport: Transport, bucket: str, key: str, expected: Fingerprint) -> str | None:
@@ -94,5 +92,5 @@ def published_etag(transport: Transport, bucket: str, key: str, expected: Finger
 def _same_bytes(head: dict[str, Any], etag: str, expected: Fingerprint) -> bool:
     if head.get("ServerSideEncryption") not in _KMS_ENCRYPTION:
         return etag == expected.etag
-    checksum = head.get("ChecksumCRC32")
-    return expected.crc32 is not None and checksum is not None and checksum == expected.crc32
+    checksum = head.get(FIELD)
+    return expected.checksum is not None and checksum is not None and checksum == expected.checksum

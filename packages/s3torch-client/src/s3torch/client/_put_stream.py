@@ -28,6 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar, cast
 
+from ._checksum import ALGORITHM, FIELD
 from ._config import MAX_PART_SIZE
 from ._control_hooks import calling_as
 from ._exceptions import S3Exception, client_error
@@ -135,7 +136,7 @@ class PutObjectStream:
             if self._storage_class:
                 params["StorageClass"] = self._storage_class
             if transport.upload_checksums:
-                params["ChecksumAlgorithm"] = "CRC32"
+                params["ChecksumAlgorithm"] = ALGORITHM
             try:
                 result = transport.call(
                     "CreateMultipartUpload", self.bucket, self.key, "create_multipart_upload", **params
@@ -180,7 +181,7 @@ class PutObjectStream:
         etag, checksum = future.result()  # raises the part's error
         part: dict[str, Any] = {"PartNumber": part_number, "ETag": etag}
         if checksum is not None:
-            part["ChecksumCRC32"] = checksum
+            part[FIELD] = checksum
         self._etags.append(part)
         self._buffers.give(buffer)
 
@@ -199,8 +200,8 @@ class PutObjectStream:
                     self.key,
                     body,
                     headers=self._headers,
-                    published=lambda crc32: published_etag(
-                        self._transport, self.bucket, self.key, single_put_fingerprint(body, crc32)
+                    published=lambda checksum: published_etag(
+                        self._transport, self.bucket, self.key, single_put_fingerprint(body, checksum)
                     ),
                 )
                 logger.debug("PutObject s3://%s/%s done (%d bytes)", self.bucket, self.key, self._filled)

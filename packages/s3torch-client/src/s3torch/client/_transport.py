@@ -16,10 +16,8 @@ whole process (``_registry``); its thread pool comes from ``_resources``.
 
 from __future__ import annotations
 
-import base64
 import logging
 import time
-import zlib
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
@@ -33,6 +31,7 @@ from . import _resources
 from ._before_send import BeforeSend
 from ._body import RawResponse
 from ._botocore_session import new_session
+from ._checksum import ALGORITHM, HEADER, checksum_base64
 from ._config import S3ClientConfig
 from ._control_hooks import THROTTLE_CODES, THROTTLE_STATUS, ControlHooks, current_user_agent
 from ._endpoint import BucketEndpoint, Endpoints, idle_connections
@@ -44,14 +43,9 @@ from ._retry import Attempts, may_have_published, retry_after, retry_delay, retr
 from ._sigv4 import Credentials, canonical_query
 from ._urllib3_compat import Urllib3Body
 
-__all__ = ["Transport", "crc32_base64"]
+__all__ = ["Transport"]
 
 logger = logging.getLogger(__name__)
-
-
-def crc32_base64(data: memoryview) -> str:
-    """S3's ``x-amz-checksum-crc32`` of ``data`` (zlib releases the GIL for large buffers)."""
-    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
 
 
 class Transport:
@@ -90,8 +84,9 @@ class Transport:
         self.request_payer = {"RequestPayer": "requester"} if config.requester_pays else {}
         # Upload part buffers, reused across uploads (``_part_buffers``).
         self.part_buffers = PartBuffers(config.concurrency * config.part_size)
-        # Upload integrity as boto3 does it: CRC32 on every PUT unless checksums are asked for only
-        # "when_required" (AWS_REQUEST_CHECKSUM_CALCULATION, for stores that reject them).
+        # Upload integrity as boto3 does it, with CRC32C (``_checksum``): a checksum on every PUT
+        # unless checksums are asked for only "when_required" (AWS_REQUEST_CHECKSUM_CALCULATION, for
+        # stores that reject them).
         calculation = getattr(self.client.meta.config, "request_checksum_calculation", None) or "when_supported"
         self.upload_checksums = calculation == "when_supported"
 
@@ -272,13 +267,13 @@ class Transport:
         operation: str = "PutObject",
         published: Callable[[str | None], str | None] | None = None,
     ) -> tuple[str, str | None]:
-        """PUT ``body`` (PutObject, or UploadPart with ``query``); returns the ETag and the CRC32
+        """PUT ``body`` (PutObject, or UploadPart with ``query``); returns the ETag and the CRC32C
         checksum S3 verified (base64), or None when checksums are off.
 
         ``published`` is for a PutObject whose failure leaves it unknown whether it published
         (``may_have_published``): ``published(checksum)`` returns the ETag of the object at the
         key if it is the one sent, and the PUT then succeeds; otherwise the failure is raised."""
-        checksum = crc32_base64(body) if self.upload_checksums else None
+        checksum = checksum_base64(body) if self.upload_checksums else None
         try:
             return self._put(PutRequest(bucket, key, body, query, headers, operation, checksum)), checksum
         except S3Exception as failure:
@@ -295,8 +290,8 @@ class Transport:
         bucket, key, body, query, headers, operation, checksum = request
         request_headers = {"Content-Length": str(body.nbytes), **(headers or {})}
         if checksum is not None:
-            request_headers["x-amz-sdk-checksum-algorithm"] = "CRC32"
-            request_headers["x-amz-checksum-crc32"] = checksum
+            request_headers["x-amz-sdk-checksum-algorithm"] = ALGORITHM
+            request_headers[HEADER] = checksum
         create_only = "If-None-Match" in request_headers
         response = self.send(
             operation,
