@@ -119,21 +119,12 @@ class S3Client:
         # get_transport checks the PID, so a forked child never uses its parent's connections.
         return get_transport(self._region, self._endpoint, self._config)
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {
-            "region": self._region,
-            "endpoint": self._endpoint,
-            "user_agent": self._user_agent,
-            "config": self._config,
-        }
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(  # type: ignore[misc]
-            state["region"],
-            endpoint=state["endpoint"],
-            user_agent=state["user_agent"],
-            s3client_config=state["config"],
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A copy is built again from the settings alone: its transport is its own process's.
+        rebuild = functools.partial(
+            type(self), endpoint=self._endpoint, user_agent=self._user_agent, s3client_config=self._config
         )
+        return (rebuild, (self._region,))
 
     # ---- objects ------------------------------------------------------------------------
     def get_object(
