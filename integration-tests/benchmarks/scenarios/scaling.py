@@ -9,8 +9,9 @@ The iterable datasets list lazily (the first sample waits for one page), the map
 everything before the first sample. The map datasets are read through a ``DataLoader``
 (``batch_size`` 64, no workers): their "first" is the first batch. Before the first row, each
 family lists and reads one object unmeasured (lister.py's index of the directory, the clients),
-as the dataset scenario warms its path. One round: a full run reads
-122,000 objects per contender family here.
+as the dataset scenario warms its path. Rounds as every scenario (medians with min-max): one
+round reads 122,000 objects per contender family here, and a full run's three make the row's
+figures more than single samples, which moved by 30% between quiet runs.
 
 The prefix table calls each writer's ``prepare_global_plan`` with 1,000 plans (one per simulated
 rank, no process group), with strategies built before any process group exists, as in a config
@@ -40,7 +41,6 @@ QUICK_COUNTS = (100, 1_000, 2_500)
 OBJECT_SIZE = 4 * KIB
 PREFIX = "scale/"
 DIGITS = 6
-ROUNDS = 1
 LOADER_BATCH_SIZE = 64
 SIMULATED_RANKS = 1_000
 
@@ -176,7 +176,8 @@ def build(context: BenchContext) -> Scenario:
     notes = [
         f"{total:,} objects of {OBJECT_SIZE // KIB} KiB under s3://{bucket}/{PREFIX}; a count below that is a key"
         " prefix selecting it (scale/000 for 1,000 of 50,000); objects served by nginx, listings by lister.py;"
-        f" {ROUNDS} round; 'first s' is the seconds to the first sample (map datasets: first batch of"
+        f" {context.settings.rounds} interleaved round(s), as every scenario; 'first s' is the seconds to the"
+        " first sample (map datasets: first batch of"
         f" {LOADER_BATCH_SIZE}), listing included",
         f"prefix strategies: {SIMULATED_RANKS:,} simulated ranks, thread_count=1 (each rank's files share its"
         " prefix); strategies built with no process group, as a config module would",
@@ -190,7 +191,6 @@ def build(context: BenchContext) -> Scenario:
         checks=checks,
         notes=notes,
         pairs=pairs,
-        rounds=ROUNDS,
         tables=[(f"DCP prefix strategies, {SIMULATED_RANKS:,} ranks", prefix_table(store))],
     )
 
