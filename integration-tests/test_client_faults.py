@@ -133,8 +133,12 @@ def test_object_replaced_between_two_gets_of_a_stream_raises(
     assert isinstance(caught.value, S3Exception)
     assert caught.value.code == "PreconditionFailed"
     assert (caught.value.bucket, caught.value.key) == (faulty_s3.bucket, key)
-    second = gets(faulty_s3, key)[1]
-    assert (second.headers["if-match"], second.status) == (etag, 412)
+    # Every GET after the first is pinned to the ETag, and the store refused one. Which one is
+    # not fixed: in parallel mode several parts are in flight when the object is replaced, and
+    # those still unanswered when the stream fails are cut (no status recorded).
+    later = gets(faulty_s3, key)[1:]
+    assert [request.headers["if-match"] for request in later] == [etag] * len(later)
+    assert 412 in [request.status for request in later]
 
 
 def test_object_replaced_between_cut_and_resume_raises(
