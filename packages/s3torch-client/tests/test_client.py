@@ -264,6 +264,14 @@ def test_clients_of_one_configuration_share_a_transport() -> None:
     assert S3Client(REGION, endpoint="http://127.0.0.1:1", s3client_config=config)._transport is not first._transport
 
 
+def test_an_empty_endpoint_is_kept_as_given_and_means_none() -> None:
+    """As the upstream: ``endpoint`` reads back what was given; "" resolves as None does."""
+    config = S3ClientConfig(read_timeout=34.0)
+    client = S3Client(REGION, endpoint="", s3client_config=config)
+    assert client.endpoint == ""
+    assert client._transport is S3Client(REGION, s3client_config=config)._transport
+
+
 def test_concurrent_first_use_builds_one_transport() -> None:
     config = S3ClientConfig(read_timeout=33.0)  # no other test uses it: the transport is new
     clients = [S3Client(REGION, s3client_config=config) for _ in range(10)]

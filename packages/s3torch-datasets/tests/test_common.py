@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 import pytest
@@ -130,14 +131,28 @@ def test_public_surface() -> None:
 @pytest.mark.parametrize("dataset", DATASETS)
 @pytest.mark.parametrize("factory", ["from_objects", "from_prefix"])
 def test_factories_take_every_keyword_of_the_constructor(dataset: Any, factory: str) -> None:
-    """The factories keep explicit signatures, and forward their arguments by name: a keyword
-    added to the constructor must be added to both factories too."""
+    """The factories type their keywords with the dataset's options TypedDict: a keyword added to
+    the constructor must be added there too, with the constructor's type."""
     import inspect
+    import typing
 
-    constructor = set(inspect.signature(dataset.__init__).parameters) - {"self", "get_dataset_objects"}
-    parameters = inspect.signature(getattr(dataset, factory)).parameters
-    keywords = {name for name, parameter in parameters.items() if parameter.kind is parameter.KEYWORD_ONLY}
-    assert keywords == constructor
+    constructor = inspect.signature(dataset.__init__).parameters
+    options = inspect.signature(getattr(dataset, factory)).parameters["options"].annotation
+    assert options.startswith("Unpack[") and options.endswith("]")
+    module = sys.modules[dataset.__module__]
+    typed = getattr(module, options[len("Unpack[") : -1])
+    assert typed.__required_keys__ == {"region"}
+    assert set(typed.__optional_keys__) | {"region"} == set(constructor) - {"self", "get_dataset_objects"}
+    hints = typing.get_type_hints(typed, vars(module))
+    for name, kind in hints.items():
+        assert str(kind) == str(typing.get_type_hints(dataset.__init__, vars(module))[name]), name
+
+
+def test_factories_need_the_region() -> None:
+    from s3torch.datasets import S3MapDataset
+
+    with pytest.raises(TypeError, match="region"):
+        S3MapDataset.from_prefix("s3://bucket/prefix")  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize("dataset", DATASETS)

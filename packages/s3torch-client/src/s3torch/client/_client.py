@@ -74,7 +74,7 @@ class S3Client:
         if s3client_config is not None and not isinstance(s3client_config, S3ClientConfig):
             raise TypeError(f"s3client_config must be an S3ClientConfig or None, got {type(s3client_config).__name__}")
         self._region = region
-        self._endpoint = endpoint or None
+        self._endpoint = endpoint
         self._user_agent = user_agent or UserAgent()
         self._config = s3client_config or S3ClientConfig()
         self._user_agent_prefix = self._user_agent.prefix
@@ -117,7 +117,7 @@ class S3Client:
     @property
     def _transport(self) -> Transport:
         # get_transport checks the PID, so a forked child never uses its parent's connections.
-        return get_transport(self._region, self._endpoint, self._config)
+        return get_transport(self._region, self._endpoint or None, self._config)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # A copy is built again from the settings alone: its transport is its own process's.

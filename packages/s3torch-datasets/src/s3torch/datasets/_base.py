@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypedDict, TypeVar, cast
 
 from s3torch.client import S3Client, S3ClientConfig, UserAgent, parse_s3_uri
 from s3torch.readers import S3Reader, S3ReaderConstructor, S3ReaderConstructorProtocol
@@ -25,6 +25,24 @@ from ._prefetch import check_prefetch
 logger = logging.getLogger(__name__)
 
 _Dataset = TypeVar("_Dataset", bound="_S3DatasetBase")
+
+
+class _Region(TypedDict):
+    region: str
+
+
+class DatasetOptions(_Region, total=False):
+    """The keyword arguments of ``S3MapDataset.from_objects``/``from_prefix``: those of its
+    constructor but ``get_dataset_objects``, with the same types and defaults (``region``
+    required). ``S3IterableDataset``'s extend them."""
+
+    endpoint: str | None
+    transform: Callable[[S3Reader], Any]
+    s3client_config: S3ClientConfig | None
+    reader_constructor: S3ReaderConstructorProtocol | None
+    prefetch: int
+    shuffle: bool
+    seed: int
 
 
 def check_seed(seed: Any) -> int:
@@ -72,36 +90,30 @@ class _S3DatasetBase:
         self._client: S3Client | None = None
 
     # ---- the factories' one implementation ----------------------------------------------
-    # Both datasets' from_objects/from_prefix keep their explicit upstream signatures and
-    # docstrings, and hand their locals() (their arguments, by name) to these.
+    # Each dataset's from_objects/from_prefix types its keywords with its options TypedDict and
+    # hands them here, where they become the constructor's keywords.
     @classmethod
-    def _build_from_objects(cls: type[_Dataset], factory_arguments: dict[str, Any]) -> _Dataset:
+    def _build_from_objects(cls: type[_Dataset], object_uris: str | Iterable[str], options: DatasetOptions) -> _Dataset:
         """``from_objects``: the URIs of ``object_uris`` parsed and checked now."""
         logger.info("Building %s from_objects", cls.__name__)
-        objects = functools.partial(listed_objects, parse_object_uris(factory_arguments["object_uris"]))
-        return cls._build_from_factory(objects, factory_arguments, source="object_uris")
+        objects = functools.partial(listed_objects, parse_object_uris(object_uris))
+        return cls._build(objects, options)
 
     @classmethod
-    def _build_from_prefix(cls: type[_Dataset], factory_arguments: dict[str, Any]) -> _Dataset:
+    def _build_from_prefix(cls: type[_Dataset], s3_uri: str, options: DatasetOptions) -> _Dataset:
         """``from_prefix``: ``s3_uri`` checked now, listed when the dataset needs its objects."""
-        s3_uri = factory_arguments["s3_uri"]
         logger.info("Building %s from_prefix s3_uri=%r", cls.__name__, s3_uri)
         parse_s3_uri(s3_uri)
-        objects = functools.partial(get_objects_from_prefix, s3_uri)
-        return cls._build_from_factory(objects, factory_arguments, source="s3_uri")
+        return cls._build(functools.partial(get_objects_from_prefix, s3_uri), options)
 
     @classmethod
-    def _build_from_factory(
+    def _build(
         cls: type[_Dataset],
         get_dataset_objects: Callable[[S3Client], Iterable[S3BucketKeyData]],
-        factory_arguments: dict[str, Any],
-        source: str,
+        options: DatasetOptions,
     ) -> _Dataset:
-        """``cls`` with ``get_dataset_objects`` and every other argument of the factory, by name,
-        except ``cls`` and the ``source`` URI argument (a unit test checks that each factory
-        takes every keyword its constructor does)."""
-        keywords = {name: value for name, value in factory_arguments.items() if name not in ("cls", source)}
-        return cls(get_dataset_objects=get_dataset_objects, **keywords)
+        # Each dataset's own constructor takes its own options; the base's does not know them.
+        return cls(get_dataset_objects=get_dataset_objects, **cast("dict[str, Any]", options))
 
     # ---- the client ---------------------------------------------------------------------
     def _preload_client(self) -> None:
@@ -115,12 +127,12 @@ class _S3DatasetBase:
     @property
     def region(self) -> str:
         """Region of the bucket(s)."""
-        return self._region
+        return self._get_client().region
 
     @property
     def endpoint(self) -> str | None:
         """The endpoint given at construction (None: botocore's resolution)."""
-        return self._endpoint
+        return self._get_client().endpoint
 
     def _get_client(self) -> S3Client:
         if self._client is None:

@@ -5,21 +5,22 @@ from __future__ import annotations
 import logging
 import operator
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import torch.utils.data
 
 from s3torch.client import S3Client, S3ClientConfig
 from s3torch.readers import S3Reader, S3ReaderConstructorProtocol
 
-from ._base import _S3DatasetBase, check_epoch
+from ._base import DatasetOptions, _S3DatasetBase, check_epoch
 from ._common import S3BucketKeyData, freeze_inherited_objects, identity, sorted_objects
 from ._prefetch import DEFAULT_PREFETCH, PrefetchGate, PrefetchingReaders, effective_prefetch
 from ._shuffle import permutation
 
-logger = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from typing_extensions import Self, Unpack
 
-_Dataset = TypeVar("_Dataset", bound="S3MapDataset")
+logger = logging.getLogger(__name__)
 
 
 class S3MapDataset(_S3DatasetBase, torch.utils.data.Dataset[Any]):
@@ -50,8 +51,6 @@ class S3MapDataset(_S3DatasetBase, torch.utils.data.Dataset[Any]):
 
     _user_agent_name = "map"
 
-    # The keyword lists of __init__/from_objects/from_prefix repeat on purpose: the upstream's explicit
-    # signatures and docstrings (issue 11); the logic behind them is one, in _S3DatasetBase.
     def __init__(
         self,
         region: str,
@@ -77,49 +76,28 @@ class S3MapDataset(_S3DatasetBase, torch.utils.data.Dataset[Any]):
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
-    def from_objects(
-        cls: type[_Dataset],
-        object_uris: str | Iterable[str],
-        *,
-        region: str,
-        endpoint: str | None = None,
-        transform: Callable[[S3Reader], Any] = identity,
-        s3client_config: S3ClientConfig | None = None,
-        reader_constructor: S3ReaderConstructorProtocol | None = None,
-        prefetch: int = DEFAULT_PREFETCH,
-        shuffle: bool = False,
-        seed: int = 0,
-    ) -> _Dataset:
+    def from_objects(cls, object_uris: str | Iterable[str], **options: Unpack[DatasetOptions]) -> Self:
         """A dataset of the objects named by ``object_uris`` (``s3://bucket/key``, one ``str`` or
-        an iterable, possibly across buckets), in that order. The URIs are read and checked now.
+        an iterable, possibly across buckets), indexed in that order (unless shuffled). The URIs
+        are read and checked now. ``options``: the constructor's keywords but
+        ``get_dataset_objects`` (``region`` required).
 
         Raises:
             ValueError: A URI is not ``s3://bucket/key``; the message quotes it.
         """
-        return cls._build_from_objects(dict(locals()))  # locals() first: the arguments, forwarded by name
+        return cls._build_from_objects(object_uris, options)
 
     @classmethod
-    def from_prefix(
-        cls: type[_Dataset],
-        s3_uri: str,
-        *,
-        region: str,
-        endpoint: str | None = None,
-        transform: Callable[[S3Reader], Any] = identity,
-        s3client_config: S3ClientConfig | None = None,
-        reader_constructor: S3ReaderConstructorProtocol | None = None,
-        prefetch: int = DEFAULT_PREFETCH,
-        shuffle: bool = False,
-        seed: int = 0,
-    ) -> _Dataset:
+    def from_prefix(cls, s3_uri: str, **options: Unpack[DatasetOptions]) -> Self:
         """A dataset of every object whose key starts with the prefix of ``s3_uri``
         (``s3://bucket/prefix``), listed once, on first use. An empty prefix makes an empty
-        dataset; a missing bucket raises ``S3Exception`` on first use.
+        dataset; a missing bucket raises ``S3Exception`` on first use. ``options``: as
+        ``from_objects``.
 
         Raises:
             ValueError: ``s3_uri`` is not an ``s3://`` URI with a bucket; the message quotes it.
         """
-        return cls._build_from_prefix(dict(locals()))  # locals() first: the arguments, forwarded by name
+        return cls._build_from_prefix(s3_uri, options)
 
     # ---- properties ---------------------------------------------------------------------
     @property
