@@ -107,6 +107,7 @@ class S3IterableDataset(_S3DatasetBase, torch.utils.data.IterableDataset[Any]):
 
     _user_agent_name = "iterable"
 
+    # The upstream's positional signature; S3MapDataset's shares its head, as the upstream's do.
     def __init__(
         self,
         region: str,

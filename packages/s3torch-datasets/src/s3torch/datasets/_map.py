@@ -51,6 +51,7 @@ class S3MapDataset(_S3DatasetBase, torch.utils.data.Dataset[Any]):
 
     _user_agent_name = "map"
 
+    # The upstream's positional signature; S3IterableDataset's shares its head, as the upstream's do.
     def __init__(
         self,
         region: str,

@@ -53,6 +53,7 @@ class DCPOptimizedConstructor:
             logger.debug("Empty load plan for this rank: no DCP item ranges")
         self._item_ranges_by_file = ranges
 
+    # S3ReaderConstructorProtocol's signature.
     def __call__(
         self,
         bucket: str,

@@ -61,6 +61,7 @@ class RangedS3Reader(S3Reader):
 
     _pickles_by_state = True
 
+    # The upstream's signature: S3Reader's four arguments, then buffer_size.
     def __init__(
         self,
         bucket: str,
