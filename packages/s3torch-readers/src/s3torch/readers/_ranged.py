@@ -49,9 +49,9 @@ class RangedS3Reader(S3Reader):
     back to its records, as ``torch.load`` does) fetches only the gap and keeps the buffer. So
     small sequential reads coalesce into few large GETs, and random reads fetch little more than
     they ask for. Reads of at least ``buffer_size`` (or with ``buffer_size=0``) always go from
-    the socket straight into the destination. A read that starts inside the buffer and runs past it takes the buffered
-    part and fetches only the rest. Memory: one buffer of at most ``buffer_size`` (for the
-    moment a larger one replaces it, the old one too).
+    the socket straight into the destination. A read that starts inside the buffer and runs
+    past it takes the buffered part and fetches only the rest. Memory: one buffer of at most
+    ``buffer_size`` (for the moment a larger one replaces it, the old one too).
 
     Pickled, it carries its buffer size, position, size and ETag, not the buffer's bytes.
 
