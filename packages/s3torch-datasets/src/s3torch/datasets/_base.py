@@ -33,8 +33,8 @@ class _Region(TypedDict):
 
 class DatasetOptions(_Region, total=False):
     """The keyword arguments of ``S3MapDataset.from_objects``/``from_prefix``: those of its
-    constructor but ``get_dataset_objects``, with the same types and defaults (``region``
-    required). ``S3IterableDataset``'s extend them."""
+    constructor but ``get_dataset_objects``, of the same types (``region`` required; an omitted
+    one takes the constructor's default). ``S3IterableDataset``'s extend them."""
 
     endpoint: str | None
     transform: Callable[[S3Reader], Any]
