@@ -145,7 +145,7 @@ def test_factories_take_every_keyword_of_the_constructor(dataset: Any, factory: 
     assert set(typed.__optional_keys__) | {"region"} == set(constructor) - {"self", "get_dataset_objects"}
     hints = typing.get_type_hints(typed, vars(module))
     for name, kind in hints.items():
-        assert str(kind) == str(typing.get_type_hints(dataset.__init__, vars(module))[name]), name
+        assert kind == typing.get_type_hints(dataset.__init__, vars(module))[name], name
 
 
 def test_factories_need_the_region() -> None:
