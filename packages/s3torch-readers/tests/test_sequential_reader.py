@@ -92,6 +92,29 @@ def test_read_to_the_end_learns_the_size() -> None:
     assert len(obj.streams) == 1
 
 
+def test_read_of_everything_keeps_what_it_read_from_wherever_it_starts() -> None:
+    # read() with nothing kept yet takes the stream's chunks whole (the datasets' common case):
+    # what it returns stays kept, from the start, from a later position or after prefetch().
+    obj = FakeObject(DATA, chunk_size=[7, 300, 1])
+    reader = obj.sequential()
+    reader.prefetch()
+    assert reader.read() == DATA
+    assert reader.tell() == len(DATA)
+    assert reader.read() == b""
+    for position in (999, 0, 123):
+        reader.seek(position)
+        assert reader.read(50) == DATA[position : position + 50]
+    assert obj.ranges == [(None, None)]
+
+    obj = FakeObject(DATA, chunk_size=64)
+    reader = obj.sequential()
+    reader.seek(600)  # the size is unknown: the seek opens the stream to learn it
+    assert reader.read() == DATA[600:]  # the stream reads on to 600, keeping what it passes
+    reader.seek(0)
+    assert reader.read() == DATA
+    assert obj.ranges == [(None, None)]
+
+
 def test_seek_end_first_sends_no_get_then_one_stream_reads() -> None:
     obj = FakeObject(DATA, listed=True)
     reader = obj.sequential()

@@ -227,6 +227,12 @@ class SequentialS3Reader(S3Reader):
         self._check_open()
         if wanted == 0:
             return b""
+        if wanted is None and not self._starts:
+            # Nothing kept yet and everything asked for: what most dataset transforms do with
+            # each object. The stream's chunks are kept and joined, without the general loop.
+            opened = self._stream_at(self._position) if not self._at_end(self._position) else None
+            if opened is not None and opened.end is None:
+                return self._read_rest(opened)
         pieces: list[memoryview] = []
         remaining = -1 if wanted is None else wanted
         while remaining:
@@ -248,6 +254,18 @@ class SequentialS3Reader(S3Reader):
             if remaining > 0:
                 remaining -= len(piece)
         return b"".join(pieces)
+
+    def _read_rest(self, opened: _OpenStream) -> bytes:
+        """``read()`` from ``opened``, at the position, to the end of the object, with nothing kept
+        after it (so no room to respect): its chunks kept as they come, then joined."""
+        first = len(self._chunks)
+        for chunk in opened.stream:
+            self._starts.append(opened.position)
+            self._chunks.append(chunk)
+            self._advance(opened, len(chunk))
+        self._ended(opened)
+        self._position = opened.position
+        return b"".join(self._chunks[first:])
 
     def readinto(self, buf: Any) -> int:
         """Read up to ``len(buf)`` bytes into ``buf``; large reads at a stream's position go
