@@ -115,6 +115,22 @@ def test_read_of_everything_keeps_what_it_read_from_wherever_it_starts() -> None
     assert obj.ranges == [(None, None)]
 
 
+def test_a_stream_whose_chunk_runs_into_kept_bytes_is_not_read_on_from_a_wrong_offset() -> None:
+    # Found by the fault soak: a stream reading on cut its chunk where kept bytes start, stayed
+    # open, and a later read took its next bytes as if they came from the cut: wrong bytes. A
+    # far readinto passes 2 MiB through and keeps what lies before it; the long read then runs
+    # the first stream into those kept bytes and on past them.
+    data = random.Random(3).randbytes(20 * MIB)
+    obj = FakeObject(data, chunk_size=70_000)
+    reader = obj.sequential()
+    reader.seek(17_320_462)
+    buffer = bytearray(2_097_152)
+    assert reader.readinto(buffer) == len(buffer)
+    assert buffer == data[17_320_462:19_417_614]
+    reader.seek(3_169_781)
+    assert reader.read(20_707_648 - 3_169_781) == data[3_169_781:20_707_648]
+
+
 def test_seek_end_first_sends_no_get_then_one_stream_reads() -> None:
     obj = FakeObject(DATA, listed=True)
     reader = obj.sequential()

@@ -168,6 +168,7 @@ class SequentialS3Reader(S3Reader):
         if room == 0:
             self._drop(opened)  # it reached bytes kept already
             return False
+        overran = False  # the stream delivered past bytes kept already: it is no longer at its position
         if size is None:
             try:
                 chunk = next(opened.stream)
@@ -175,7 +176,8 @@ class SequentialS3Reader(S3Reader):
                 self._ended(opened)
                 return False
             if room is not None and len(chunk) > room:
-                chunk = chunk[:room]  # the rest is kept already; the stream is dropped next time
+                chunk = chunk[:room]  # the rest is kept already
+                overran = True
         else:
             buffer = bytearray(size if room is None else min(size, room))
             count = opened.stream.readinto(buffer)
@@ -190,7 +192,7 @@ class SequentialS3Reader(S3Reader):
                 return True
         self._keep(opened.position, chunk)
         self._advance(opened, len(chunk))
-        if opened.end is not None and opened.position >= opened.end:
+        if overran or (opened.end is not None and opened.position >= opened.end):
             self._drop(opened)
         return True
 
