@@ -5,6 +5,8 @@ reader without that capability gives the same tensors through torch's way; a dam
 from __future__ import annotations
 
 import io
+import itertools
+import threading
 from typing import Any
 
 import pytest
@@ -119,11 +121,16 @@ def test_several_files_are_read_at_once(s3: MockBucket, monkeypatch: pytest.Monk
     save(s3, "ckpt", source, thread_count=4)
     threads: set[str] = set()
     real = _plan_load.PlanLoader._load_file
+    # The first two file loads wait for each other: they meet only if two run at once (a
+    # serial loader breaks the barrier after its timeout). Counting thread names alone
+    # depended on timing: one fast thread could take every file.
+    both_running = threading.Barrier(2, timeout=30)
+    calls = itertools.count()
 
     def recording(self: Any, relative_path: str, items: Any) -> None:
-        import threading
-
         threads.add(threading.current_thread().name)
+        if next(calls) < 2:
+            both_running.wait()
         real(self, relative_path, items)
 
     monkeypatch.setattr(_plan_load.PlanLoader, "_load_file", recording)
