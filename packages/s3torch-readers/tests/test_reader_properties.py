@@ -33,10 +33,13 @@ def payload(size: int) -> bytes:
     return random.Random(size).randbytes(size)
 
 
-def operations(size: int, readinto_sizes: st.SearchStrategy[int] | None = None) -> st.SearchStrategy[Operation]:
+def operations(
+    size: int, readinto_sizes: st.SearchStrategy[int] | None = None, *, prefetch: bool = False
+) -> st.SearchStrategy[Operation]:
     reach = size + 10
     readinto_sizes = readinto_sizes if readinto_sizes is not None else st.integers(0, reach)
     return st.one_of(
+        *([st.just(("prefetch",))] if prefetch else []),
         st.tuples(st.just("read"), st.one_of(st.none(), st.integers(-3, reach))),
         st.just(("read",)),
         st.tuples(st.just("readinto"), readinto_sizes),
@@ -54,11 +57,12 @@ def scenarios(
     chunk_sizes: st.SearchStrategy[Any] = CHUNK_SIZES,
     readinto_sizes: Callable[[int], st.SearchStrategy[int]] | None = None,
     max_operations: int = 25,
+    prefetch: bool = False,
 ) -> tuple[int, Any, list[Operation]]:
     size = draw(sizes)
     chunk_size = draw(chunk_sizes)
     readintos = readinto_sizes(size) if readinto_sizes is not None else None
-    ops = draw(st.lists(operations(size, readintos), max_size=max_operations))
+    ops = draw(st.lists(operations(size, readintos, prefetch=prefetch), max_size=max_operations))
     return size, chunk_size, ops
 
 
@@ -72,6 +76,8 @@ def apply(reader: S3Reader, model: io.BytesIO, size: int, operation: Operation) 
         got, expected = bytearray(args[0]), bytearray(args[0])
         assert reader.readinto(got) == model.readinto(expected), where
         assert got == expected, where
+    elif name == "prefetch":
+        reader.prefetch()
     elif name == "seek":
         offset, whence = args
         base = {io.SEEK_SET: 0, io.SEEK_CUR: model.tell(), io.SEEK_END: size}[whence]
@@ -145,6 +151,38 @@ def test_sequential_pass_through_and_gap_refetch_behave_like_bytesio(
         run(obj.sequential(), data, ops)
     assert obj.ranges[:1] in ([], [(None, None)])
     check_gaps(obj.ranges[1:], size)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    scenario=scenarios(
+        sizes=st.integers(0, 400),
+        chunk_sizes=CHUNK_SIZES | st.sampled_from([50, (90, 2)]),
+        max_operations=30,
+        prefetch=True,
+    ),
+    pass_through=st.sampled_from([1, 2, 8, 33]),
+    skip_through=st.sampled_from([1, 5, 40]),  # a positive distance (8 MiB in the module)
+    small_read_chunk=st.sampled_from([1, 4, 16]),
+)
+def test_sequential_with_every_threshold_scaled_down_behaves_like_bytesio(
+    scenario: tuple[int, Any, list[Operation]], pass_through: int, skip_through: int, small_read_chunk: int
+) -> None:
+    """Every path of the sequential reader on objects of a few hundred bytes: large reads passed
+    through, reads far ahead opening a second stream, gaps fetched again, a stream running into
+    bytes another one kept (with the real thresholds, those need objects of tens of MiB)."""
+    size, chunk_size, ops = scenario
+    data = payload(size)
+    obj = FakeObject(data, chunk_size)
+    with (
+        mock.patch.object(_sequential, "PASS_THROUGH_BYTES", pass_through),
+        mock.patch.object(_sequential, "SKIP_THROUGH_BYTES", skip_through),
+        mock.patch.object(_sequential, "SMALL_READ_CHUNK_BYTES", small_read_chunk),
+    ):
+        run(obj.sequential(), data, ops)
+        if size:  # an empty object's one GET has no range
+            check_ranges([(start or 0, size if end is None else end) for start, end in obj.ranges], size)
+        assert sum(not stream.closed for stream in obj.streams) <= _sequential.MAX_OPEN_STREAMS
 
 
 def megabyte_readinto_sizes(size: int) -> st.SearchStrategy[int]:
