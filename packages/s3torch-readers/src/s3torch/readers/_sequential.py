@@ -262,8 +262,7 @@ class SequentialS3Reader(S3Reader):
         after it (so no room to respect): its chunks kept as they come, then joined."""
         first = len(self._chunks)
         for chunk in opened.stream:
-            self._starts.append(opened.position)
-            self._chunks.append(chunk)
+            self._keep(opened.position, chunk)  # after every kept chunk: appended
             self._advance(opened, len(chunk))
         self._ended(opened)
         self._position = opened.position
