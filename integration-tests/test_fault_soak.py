@@ -34,7 +34,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 import lightning
 import pytest
@@ -284,11 +284,23 @@ class Soak:
     # ---- reads ---------------------------------------------------------------------------
     def check_bytes(
         self, key: str, data: bytes | bytearray | memoryview, start: int = 0, end: int | None = None
-    ) -> bool:
+    ) -> Literal[True] | str:
+        """True when ``data`` is bytes ``[start, end)`` of the object; else what is wrong: the
+        range, both lengths and the first offset (in the object) where they differ."""
         whole = self.objects[key]
         if start == 0 and end is None:
-            return sha256(data) == self.digests[key]
-        return sha256(data) == sha256(whole[start:end])
+            if sha256(data) == self.digests[key]:
+                return True
+        elif sha256(data) == sha256(whole[start:end]):
+            return True
+        expected = memoryview(whole)[start:end]
+        got = memoryview(data).cast("B")
+        common = min(len(got), len(expected))
+        differs = next((index for index in range(common) if got[index] != expected[index]), common)
+        return (
+            f"bytes {start}-{start + len(expected)} of {len(whole)}: got {len(got)} bytes for"
+            f" {len(expected)}, first difference at offset {start + differs}"
+        )
 
     def random_range(self, size: int) -> tuple[int, int]:
         start = self.random.randrange(size)
@@ -299,14 +311,14 @@ class Soak:
         force_get_mode(self.monkeypatch, mode)
         size = len(self.objects[key])
 
-        def iterate() -> bool:
+        def iterate() -> bool | str:
             stream = self.client.get_object_stream(self.bucket, key)
             buffer = bytearray()
             for chunk in stream:
                 buffer += chunk
             return self.check_bytes(key, buffer)
 
-        def readinto() -> bool:
+        def readinto() -> bool | str:
             start, end = self.random_range(size)
             stream = self.client.get_object_stream(self.bucket, key, start, end)
             buffer = bytearray(end - start)
@@ -314,13 +326,13 @@ class Soak:
             step = self.random.choice([1, 4_097, 1_000_000])
             while count := stream.readinto(view[filled : filled + step]):
                 filled += count
-            return filled == end - start and self.check_bytes(key, buffer, start, end)
+            return self.check_bytes(key, buffer[:filled], start, end)
 
         self.tally.attempt(f"GetObjectStream iterate ({mode})", iterate, key)
         self.tally.attempt(f"GetObjectStream readinto ({mode})", readinto, key)
 
     def read_sequential(self, key: str) -> None:
-        def whole() -> bool:
+        def whole() -> bool | str:
             reader = self.client.get_object(self.bucket, key, reader_constructor=S3ReaderConstructor.sequential())
             return self.check_bytes(key, reader.read())
 
@@ -329,20 +341,24 @@ class Soak:
             "SequentialS3Reader seek+read", partial(self.read_ranges, key, S3ReaderConstructor.sequential()), key
         )
 
-    def read_ranges(self, key: str, constructor: Any) -> bool:
+    def read_ranges(self, key: str, constructor: Any) -> bool | str:
         reader = self.client.get_object(self.bucket, key, reader_constructor=constructor)
         size = len(self.objects[key])
+        steps: list[str] = []  # what the reader was asked, so a wrong read can be replayed
         for _ in range(3):
             start, end = self.random_range(size)
             reader.seek(start)
             if self.random.random() < 0.5:
-                data = reader.read(end - start)
+                steps.append(f"read({end - start}) at {start}")
+                data: bytes | bytearray = reader.read(end - start)
             else:
+                steps.append(f"readinto({end - start}) at {start}")
                 buffer = bytearray(end - start)
                 filled = reader.readinto(buffer)
                 data = buffer[:filled]
-            if not self.check_bytes(key, data, start, end):
-                return False
+            wrong = self.check_bytes(key, data, start, end)
+            if wrong is not True:
+                return f"{wrong}; steps: {', '.join(steps)}"
         return True
 
     def read_ranged(self, key: str) -> None:
@@ -358,13 +374,14 @@ class Soak:
         items = [ItemRange(start, end) for start, end in itertools.pairwise(cuts) if end > start]
         chosen = [item for item in items if self.random.random() < 0.7] or items[:1]
 
-        def read() -> bool:
+        def read() -> bool | str:
             constructor = partial(DCPOptimizedS3Reader, item_ranges=chosen, max_gap_size=self.random.choice([0, PART]))
             reader = self.client.get_object(self.bucket, key, reader_constructor=constructor)
             for item in chosen:
                 reader.seek(item.start)
-                if not self.check_bytes(key, reader.read(item.end - item.start), item.start, item.end):
-                    return False
+                wrong = self.check_bytes(key, reader.read(item.end - item.start), item.start, item.end)
+                if wrong is not True:
+                    return f"{wrong}; items {[(item.start, item.end) for item in chosen]}"
             return True
 
         self.tally.attempt("DCPOptimizedS3Reader items", read, key)
