@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 
 import pytest
 from client_unit_support import MockS3
@@ -12,9 +13,14 @@ from s3torch.client._metrics import LATENCY_BUCKETS_SECONDS, Counters
 from s3torch.client._retry import _BACKOFF_CAP_SECONDS, RETRY_AFTER_CAP_SECONDS, retry_delay
 
 
-def test_an_operation_lands_in_its_latency_bucket_and_counters() -> None:
-    counters = Counters()
+def test_an_operation_lands_in_its_latency_bucket_and_counters(monkeypatch: pytest.MonkeyPatch) -> None:
+    from s3torch.client import _metrics
+
     now = time.monotonic()
+    # The clock stands still: a preempted test thread would otherwise move the first operation
+    # out of the under-5-ms bucket.
+    monkeypatch.setattr(_metrics, "time", SimpleNamespace(monotonic=lambda: now))
+    counters = Counters()
     counters.operation("GetObject", "b", "k", 206, 1, now, 0, 0, False)
     counters.operation("PutObject", "b", "k", 200, 3, now - 0.3, 1000, 2, False)
     counters.operation("PutObject", "b", "k", RuntimeError("x"), 2, now - 1000, 10, 0, True)
@@ -27,7 +33,7 @@ def test_an_operation_lands_in_its_latency_bucket_and_counters() -> None:
     assert (snapshot.bytes_sent, snapshot.bytes_received) == (3020, 4096)
     assert snapshot.latency_buckets == LATENCY_BUCKETS_SECONDS
     counts = snapshot.latency_counts
-    assert counts[0] == 1  # well under 5 ms
+    assert counts[0] == 1  # 0 s: under 5 ms
     assert counts[LATENCY_BUCKETS_SECONDS.index(0.5)] == 1  # 0.3 s: (0.25, 0.5]
     assert counts[-1] == 1  # above the last bound
     assert snapshot.total_requests == 3
