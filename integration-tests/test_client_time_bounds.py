@@ -4,6 +4,7 @@ with ``S3Exception`` once ``retry_deadline`` has passed (data path and control p
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from s3torch.client import S3Client, S3ClientConfig, S3Exception
+from s3torch.client import S3Client, S3ClientConfig, S3Exception, _transport
 from s3torch_test_support.scripted_server import Exchange, ObjectStore, ScriptedServer, s3_error
 
 BUCKET = "scripted-bucket"
@@ -46,16 +47,30 @@ BOUNDS = {"connect_timeout": 1.0, "read_timeout": 0.4, "retry_deadline": 1.5, "m
 UNBOUNDED = BOUNDS["max_attempts"] * BOUNDS["read_timeout"]
 
 
+def attempts_in(error: S3Exception, pattern: str) -> int:
+    """The attempts the client says it made, from its error message."""
+    found = re.search(pattern, str(error))
+    assert found is not None, str(error)
+    return int(found.group(1))
+
+
+def assert_server_saw(server: ScriptedServer, attempts: int) -> None:
+    """The server received exactly the client's ``attempts``. A server thread records a request
+    only once it has read it, which on a loaded machine can be after the client gave up on it:
+    wait for the count the client gives, then check that it is not more."""
+    assert len(server.wait_for_requests(attempts)) == attempts
+
+
 def test_a_silent_server_fails_a_get_within_the_deadline(silent: ScriptedServer) -> None:
     client = client_of(silent, **BOUNDS)
     started = time.monotonic()
     with pytest.raises(S3Exception, match=r"TimeoutError.*after (\d+) attempts") as caught:
         client.get_object_stream(BUCKET, KEY).readinto(bytearray(100))
     elapsed = time.monotonic() - started
-    attempts = len(silent.requests)
+    attempts = attempts_in(caught.value, r"after (\d+) attempts")
     # Attempts start at 0, ~0.4, ~0.8, ~1.2 s (plus back-off): the deadline, not max_attempts, ends them.
     assert 2 <= attempts <= 5, attempts
-    assert f"after {attempts} attempts" in str(caught.value)
+    assert_server_saw(silent, attempts)
     assert elapsed < UNBOUNDED / 4, elapsed
     assert client.metrics().errors == 1 and client.metrics().retries == attempts - 1
 
@@ -66,9 +81,9 @@ def test_a_silent_server_fails_a_control_path_call_within_the_deadline(silent: S
     with pytest.raises(S3Exception, match=r"retry_deadline=1\.5 s.*last failure: ReadTimeoutError") as caught:
         client.head_object(BUCKET, KEY)
     elapsed = time.monotonic() - started
-    attempts = len(silent.requests)
+    attempts = attempts_in(caught.value, r"gave up after (\d+) attempts")
     assert 2 <= attempts < BOUNDS["max_attempts"], attempts
-    assert f"gave up after {attempts} attempts" in str(caught.value)
+    assert_server_saw(silent, attempts)
     assert elapsed < UNBOUNDED / 4, elapsed
     metrics = client.metrics()
     assert (metrics.requests.get("HeadObject"), metrics.errors, metrics.attempts) == (1, 1, attempts)
@@ -103,12 +118,33 @@ def test_retry_after_on_503_is_waited_for() -> None:
     assert (metrics.throttles, metrics.retries, metrics.errors) == (1, 1, 0)
 
 
-def test_without_retry_after_the_back_off_is_short() -> None:
+class RecordedSleeps:
+    """Stands in for the ``time`` module of the transport: records each wait its retries ask for
+    (then waits it), so a test checks the back-off chosen, not a wall clock a busy machine stretches."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        time.sleep(seconds)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+def test_without_retry_after_the_back_off_is_short(monkeypatch: pytest.MonkeyPatch) -> None:
+    sleeps = RecordedSleeps()
+    monkeypatch.setattr(_transport, "time", sleeps)
     handler = ThrottleOnce(None)
     with ScriptedServer(handler) as server:
-        assert b"".join(client_of(server).get_object_stream(BUCKET, KEY)) == DATA
+        client = client_of(server)
+        assert b"".join(client.get_object_stream(BUCKET, KEY)) == DATA
     assert len(handler.arrivals) == 2
-    assert handler.arrivals[1] - handler.arrivals[0] < 1.0  # full jitter up to 0.1 s before retry 1
+    assert len(sleeps.waits) == 1, sleeps.waits
+    assert 0 <= sleeps.waits[0] <= 0.1, sleeps.waits  # full jitter up to 0.1 s before retry 1
+    metrics = client.metrics()
+    assert (metrics.throttles, metrics.retries, metrics.errors) == (1, 1, 0)
 
 
 def test_a_retry_after_beyond_the_deadline_fails_at_once() -> None:

@@ -41,6 +41,7 @@ class RecordedRequest:
     target: str
     headers: dict[str, str]
     body_length: int
+    connection: int = -1  # serial number of the client connection it came on (``FaultProxy.connections``)
     status: int | None = None  # status of the server's (or the proxy's) answer, once known
     response_lost: bool = False  # the server answered but the proxy closed instead of relaying
     client_gave_up: bool | None = None  # after a stall or trickle: the client closed first (True)
@@ -238,6 +239,7 @@ class FaultProxy(LocalTCPServer):
         self.url = f"http://127.0.0.1:{self.port}"
         self._rules: list[Rule] = []
         self._requests: list[RecordedRequest] = []
+        self._recorded = threading.Condition(self._lock)  # notified as each request is recorded
 
     # ---- control ----------------------------------------------------------------------
     def add(self, rule: Rule) -> Rule:
@@ -260,11 +262,24 @@ class FaultProxy(LocalTCPServer):
         """The recorded requests addressed to ``bucket`` (path-style)."""
         return [r for r in self.requests if r.path == f"/{bucket}" or r.path.startswith(f"/{bucket}/")]
 
+    def wait_for_requests(
+        self, match: Callable[[RecordedRequest], bool], count: int, timeout: float = 30.0
+    ) -> list[RecordedRequest]:
+        """The recorded requests that ``match``, once there are at least ``count`` (a client may be
+        done with a request, after a timeout say, before the proxy's thread has read it);
+        AssertionError after ``timeout`` seconds."""
+        with self._recorded:
+            if not self._recorded.wait_for(lambda: sum(map(match, self._requests)) >= count, timeout):
+                found = sum(map(match, self._requests))
+                raise AssertionError(f"{found} matching requests arrived in {timeout} s, expected {count}")
+            return [r for r in self._requests if match(r)]
+
     # ---- plumbing ---------------------------------------------------------------------
     def _pick(self, request: RecordedRequest) -> Rule | None:
         chosen = None
-        with self._lock:
+        with self._recorded:
             self._requests.append(request)
+            self._recorded.notify_all()
             for rule in self._rules:
                 # Every rule sees every request, so counting predicates (object_gets(nth=...))
                 # count the requests the proxy received, whichever rule took them.
@@ -293,7 +308,7 @@ class FaultProxy(LocalTCPServer):
                     body = _read_chunked(client_in)
                 else:
                     body = b""
-                request = RecordedRequest(method, target, {k.lower(): v for k, v in headers}, len(body))
+                request = RecordedRequest(method, target, {k.lower(): v for k, v in headers}, len(body), number)
                 rule = self._pick(request)
                 if rule is not None:
                     if rule.before is not None:
