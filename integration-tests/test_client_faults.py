@@ -51,6 +51,12 @@ def gets(env: S3TestEnv, key: str) -> list[RecordedRequest]:
     return [r for r in proxy_of(env).requests if r.method == "GET" and r.is_object(env.bucket, key)]
 
 
+def wait_for_gets(env: S3TestEnv, key: str, count: int) -> list[RecordedRequest]:
+    """The GETs of ``key`` once the proxy has read ``count`` of them: its thread may read a request
+    after the client gave up on it."""
+    return proxy_of(env).wait_for_requests(lambda r: r.method == "GET" and r.is_object(env.bucket, key), count)
+
+
 def range_start(request: RecordedRequest) -> int:
     return int(request.headers["range"].removeprefix("bytes=").split("-")[0])
 
@@ -305,11 +311,21 @@ def test_stalled_response_times_out_and_is_retried(
 ) -> None:
     key, data, _ = big
     proxy = proxy_of(faulty_s3)
-    rule = proxy.add(Rule(object_gets(faulty_s3.bucket, key, 1), hold=release))
     client = faulty_s3.new_client(part_size=PART, max_attempts=3, read_timeout=0.5)
+    # A configuration of its own, so a transport of its own with no idle connection: the first
+    # attempt opens the proxy's next connection.
+    assert client.metrics().attempts == 0, "the client shares its transport (and its pool) with another"
+    first = proxy.connections
+
+    def first_attempt(request: RecordedRequest) -> bool:
+        # Not "the first GET the proxy reads": each connection has its own proxy thread, and on a
+        # loaded machine the retry's (a new connection) may read its request before the stalled one's.
+        return request.connection == first and request.method == "GET" and request.is_object(faulty_s3.bucket, key)
+
+    rule = proxy.add(Rule(first_attempt, hold=release))
     assert consume(client.get_object_stream(faulty_s3.bucket, key, 0, 1000)) == data[:1000]
-    assert rule.fired.is_set()
-    assert len(gets(faulty_s3, key)) == 2
+    assert len(wait_for_gets(faulty_s3, key, 2)) == 2
+    assert rule.fired.wait(30)  # the stalled one was the first attempt
 
 
 @pytest.mark.parametrize("max_attempts", [1, 2])
@@ -329,4 +345,4 @@ def test_read_timeouts_are_bounded_by_max_attempts(
     with pytest.raises(S3Exception, match=r"(?i)timed out") as caught:
         consume(client.get_object_stream(faulty_s3.bucket, key))
     assert caught.value.key == key
-    assert len(gets(faulty_s3, key)) == max_attempts
+    assert len(wait_for_gets(faulty_s3, key, max_attempts)) == max_attempts

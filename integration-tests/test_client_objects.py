@@ -6,12 +6,13 @@ from __future__ import annotations
 import array
 import math
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from support import PART, Rule, S3TestEnv, is_multipart_etag, md5_etag, payload
+from support import PART, RecordedRequest, Rule, S3TestEnv, is_multipart_etag, md5_etag, object_gets, payload
 
 from s3torch.client import GetObjectStream, ListObjectResult, ObjectInfo, S3Exception
 from s3torch_test_support import RANGES_AROUND_PARTS, THREE_PART_SIZE
@@ -93,13 +94,20 @@ def test_get_object_stream_widens_its_window_on_slow_connections(faulty_s3: S3Te
     data = payload(5 * PART + 3, seed=31)
     faulty_s3.put(key, data)
     assert faulty_s3.proxy is not None
-    faulty_s3.proxy.add(
-        Rule(
-            lambda r: r.method == "GET" and r.is_object(faulty_s3.bucket, key),
-            before=lambda _: time.sleep(0.2),  # emulated latency, not a wait for an event
-            times=None,
-        )
-    )
+    first_consumed = threading.Event()
+
+    def latency(_: RecordedRequest) -> None:
+        time.sleep(0.2)  # emulated latency, not a wait for an event
+
+    def held_then_latency(request: RecordedRequest) -> None:
+        # The stream widens when it has to wait for the next part. Parts are held until the first
+        # part has been consumed, so the part after it is still unanswered (by at least the latency)
+        # when the stream turns to it, however slowly a loaded machine delivered the first part.
+        first_consumed.wait(30)
+        latency(request)
+
+    faulty_s3.proxy.add(Rule(object_gets(faulty_s3.bucket, key, 1), before=latency))
+    faulty_s3.proxy.add(Rule(object_gets(faulty_s3.bucket, key), before=held_then_latency, times=None))
     client = faulty_s3.new_client(part_size=PART, throughput_target_gbps=0.8)
     stream = client.get_object_stream(faulty_s3.bucket, key)
     windows, in_flight = [], []
@@ -108,8 +116,9 @@ def test_get_object_stream_widens_its_window_on_slow_connections(faulty_s3: S3Te
         out += chunk
         windows.append(stream._window)
         in_flight.append(len(stream._parts))
+        first_consumed.set()
     assert out == data
-    assert windows[0] == 2
+    assert (windows[0], in_flight[0]) == (2, 2)  # after the first part: concurrency parts queued
     assert windows[-1] == 4  # 100 MB/s wanted, < 25 MB/s per connection: 5 wanted, the pool has 4
     assert max(in_flight) == 4, in_flight  # more than concurrency at once, never more than the pool
 
