@@ -54,7 +54,7 @@ def gets(env: S3TestEnv, key: str) -> list[RecordedRequest]:
 def wait_for_gets(env: S3TestEnv, key: str, count: int) -> list[RecordedRequest]:
     """The GETs of ``key`` once the proxy has read ``count`` of them: its thread may read a request
     after the client gave up on it."""
-    return proxy_of(env).wait_for_requests(lambda r: r.method == "GET" and r.is_object(env.bucket, key), count)
+    return proxy_of(env).wait_for_requests(count, lambda r: r.method == "GET" and r.is_object(env.bucket, key))
 
 
 def range_start(request: RecordedRequest) -> int:

@@ -223,7 +223,7 @@ def error_response(status: int, code: str, *, head_only: bool, close: bool, retr
     return _encode_head(f"HTTP/1.1 {status} Injected", headers) + (b"" if head_only else body)
 
 
-class FaultProxy(LocalTCPServer):
+class FaultProxy(LocalTCPServer[RecordedRequest]):
     """A threaded TCP proxy on 127.0.0.1 in front of ``upstream`` (host, port).
 
     Args:
@@ -238,8 +238,6 @@ class FaultProxy(LocalTCPServer):
         self.host_header = host_header
         self.url = f"http://127.0.0.1:{self.port}"
         self._rules: list[Rule] = []
-        self._requests: list[RecordedRequest] = []
-        self._recorded = threading.Condition(self._lock)  # notified as each request is recorded
 
     # ---- control ----------------------------------------------------------------------
     def add(self, rule: Rule) -> Rule:
@@ -253,33 +251,15 @@ class FaultProxy(LocalTCPServer):
             self._rules.clear()
             self._requests.clear()
 
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        with self._lock:
-            return list(self._requests)
-
     def requests_for(self, bucket: str) -> list[RecordedRequest]:
         """The recorded requests addressed to ``bucket`` (path-style)."""
         return [r for r in self.requests if r.path == f"/{bucket}" or r.path.startswith(f"/{bucket}/")]
 
-    def wait_for_requests(
-        self, match: Callable[[RecordedRequest], bool], count: int, timeout: float = 30.0
-    ) -> list[RecordedRequest]:
-        """The recorded requests that ``match``, once there are at least ``count`` (a client may be
-        done with a request, after a timeout say, before the proxy's thread has read it);
-        AssertionError after ``timeout`` seconds."""
-        with self._recorded:
-            if not self._recorded.wait_for(lambda: sum(map(match, self._requests)) >= count, timeout):
-                found = sum(map(match, self._requests))
-                raise AssertionError(f"{found} matching requests arrived in {timeout} s, expected {count}")
-            return [r for r in self._requests if match(r)]
-
     # ---- plumbing ---------------------------------------------------------------------
     def _pick(self, request: RecordedRequest) -> Rule | None:
         chosen = None
-        with self._recorded:
-            self._requests.append(request)
-            self._recorded.notify_all()
+        with self._lock:
+            self._record(request)
             for rule in self._rules:
                 # Every rule sees every request, so counting predicates (object_gets(nth=...))
                 # count the requests the proxy received, whichever rule took them.

@@ -1,7 +1,9 @@
 """The plumbing of the tests' raw-socket servers (the scripted server, the fault proxy): a
 listener on 127.0.0.1 with a thread per connection, and the reading of HTTP/1.1 request heads.
 
-``LocalTCPServer`` owns every socket it accepted (and any a subclass ``track``s, such as a
+``LocalTCPServer`` records the requests a subclass reads (``_record``) and lets a test wait for
+them (``wait_for_requests``: a client may be done with a request, after a timeout say, before
+the server's thread has read it). It owns every socket it accepted (and any a subclass ``track``s, such as a
 proxy's upstream connections): ``stop()`` closes the listener and all of them, so a handler
 blocked in a read returns, and joins the threads. Heads are read from a buffered file of the
 socket, one line at a time, so what follows a head (a body, the next request) stays buffered for
@@ -13,11 +15,13 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from typing import BinaryIO, TypeVar
+from collections.abc import Callable
+from typing import Any, BinaryIO, Generic, TypeVar
 
 __all__ = ["ConnectionClosed", "LocalTCPServer", "close_socket", "read_exact", "read_request_head"]
 
-_Server = TypeVar("_Server", bound="LocalTCPServer")
+_Server = TypeVar("_Server", bound="LocalTCPServer[Any]")
+_Request = TypeVar("_Request")
 #: How long ``stop()`` waits for each thread.
 _JOIN_SECONDS = 10.0
 
@@ -61,10 +65,11 @@ def close_socket(sock: socket.socket) -> None:
         sock.close()
 
 
-class LocalTCPServer:
+class LocalTCPServer(Generic[_Request]):
     """A listener on a free port of 127.0.0.1 that serves each connection on a thread of its own
     by calling ``serve_connection(sock, number)`` (connections are numbered 0, 1, ...). The
-    connection is closed when that returns. ``start()`` starts accepting; ``stop()`` ends it all."""
+    connection is closed when that returns. ``start()`` starts accepting; ``stop()`` ends it all.
+    ``requests`` are what the subclass recorded, in the order its threads read them."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -73,12 +78,38 @@ class LocalTCPServer:
         self.connections = 0  # accepted so far
         self.stopping = threading.Event()
         self._lock = threading.Lock()
+        self._recorded = threading.Condition(self._lock)  # notified as each request is recorded
+        self._requests: list[_Request] = []
         self._sockets: set[socket.socket] = set()
         self._threads: list[threading.Thread] = []
         self._acceptor = threading.Thread(target=self._accept, name=f"{name}-accept", daemon=True)
 
     def serve_connection(self, sock: socket.socket, number: int) -> None:
         raise NotImplementedError
+
+    @property
+    def requests(self) -> list[_Request]:
+        with self._lock:
+            return list(self._requests)
+
+    def wait_for_requests(
+        self, count: int, match: Callable[[_Request], bool] | None = None, timeout: float = 30.0
+    ) -> list[_Request]:
+        """The recorded requests (those that ``match``), once there are at least ``count`` of
+        them; AssertionError after ``timeout`` seconds."""
+
+        def matching() -> list[_Request]:
+            return self._requests if match is None else [r for r in self._requests if match(r)]
+
+        with self._recorded:
+            if not self._recorded.wait_for(lambda: len(matching()) >= count, timeout):
+                raise AssertionError(f"{len(matching())} requests arrived in {timeout} s, expected {count}")
+            return list(matching())
+
+    def _record(self, request: _Request) -> None:
+        """Record ``request``; the caller holds ``self._lock`` (``self._recorded``)."""
+        self._requests.append(request)
+        self._recorded.notify_all()
 
     def start(self: _Server) -> _Server:
         self._acceptor.start()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import socket
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -99,7 +98,7 @@ class Exchange:
 Handler = Callable[[Exchange], None]
 
 
-class ScriptedServer(LocalTCPServer):
+class ScriptedServer(LocalTCPServer[Request]):
     """Serves each request by calling ``handler``; records requests (``requests``) and counts
     connections (``connections``).
 
@@ -109,8 +108,6 @@ class ScriptedServer(LocalTCPServer):
     def __init__(self, handler: Handler) -> None:
         super().__init__("scripted")
         self.handler = handler
-        self.requests: list[Request] = []
-        self._arrived = threading.Condition(self._lock)  # notified as each request is recorded
         self.endpoint = f"http://127.0.0.1:{self.port}"
 
     def __enter__(self) -> ScriptedServer:
@@ -118,15 +115,6 @@ class ScriptedServer(LocalTCPServer):
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
-
-    def wait_for_requests(self, count: int, timeout: float = 30.0) -> list[Request]:
-        """The requests recorded once there are at least ``count`` (a client may be done with a
-        request, after a timeout say, before the server's thread has read it); AssertionError
-        after ``timeout`` seconds."""
-        with self._arrived:
-            if not self._arrived.wait_for(lambda: len(self.requests) >= count, timeout):
-                raise AssertionError(f"{len(self.requests)} requests arrived in {timeout} s, expected {count}")
-            return list(self.requests)
 
     def serve_connection(self, sock: socket.socket, number: int) -> None:
         stream = sock.makefile("rb")
@@ -138,9 +126,8 @@ class ScriptedServer(LocalTCPServer):
                 first, fields = head
                 method, target, version = first.split(" ", 2)
                 request = Request(method, target, version, {name.lower(): value for name, value in fields}, number)
-                with self._arrived:
-                    self.requests.append(request)
-                    self._arrived.notify_all()
+                with self._lock:
+                    self._record(request)
                 exchange = Exchange(self, sock, stream, request)
                 self.handler(exchange)
                 if exchange.closed:
